@@ -1,0 +1,150 @@
+"""AgentClient: one pooled httpx.AsyncClient per agent, and the one place httpx errors are mapped.
+
+`post_json` makes a single attempt and returns the parsed reply or raises an AgentCallError.
+The deadline over all attempts lives in agents/calls.py; httpx's own timeouts bound each phase
+(connect, pool wait, write, read) so a stuck socket cannot outlive it either.
+"""
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+import orjson
+
+from agents.errors import (
+    AgentBadStatusError,
+    AgentConnectionError,
+    AgentDecodeError,
+    AgentResponseTooLargeError,
+    AgentTimeoutError,
+)
+from agents.specs import AgentSpec
+
+
+class RetryableConnectionError(AgentConnectionError):
+    """Refused or reset before any response byte: safe to try again."""
+
+
+@dataclass(frozen=True, slots=True)
+class AgentReply:
+    reply: str
+    url: str | None
+
+
+@contextlib.contextmanager
+def map_httpx_errors() -> Iterator[None]:
+    """Translate transport errors into the AgentError tree (cf. httpx's map_httpcore_exceptions)."""
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        raise AgentTimeoutError(str(exc) or type(exc).__name__) from exc
+    except (httpx.ConnectError, httpx.ReadError, httpx.WriteError) as exc:
+        raise RetryableConnectionError(str(exc) or type(exc).__name__) from exc
+    except httpx.RemoteProtocolError as exc:
+        # Only a peer that hung up before answering is retryable; garbage it sent is not.
+        error = RetryableConnectionError if "without sending" in str(exc) else AgentConnectionError
+        raise error(str(exc)) from exc
+    except httpx.HTTPError as exc:
+        raise AgentConnectionError(str(exc) or type(exc).__name__) from exc
+    except OSError as exc:
+        raise RetryableConnectionError(str(exc) or type(exc).__name__) from exc
+
+
+def parse_reply(body: bytes) -> AgentReply:
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise AgentDecodeError("agent body is not JSON") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("reply"), str):
+        raise AgentDecodeError("agent JSON has no string 'reply'")
+    url = data.get("url")
+    return AgentReply(reply=data["reply"], url=url if isinstance(url, str) and url else None)
+
+
+class AgentClient:
+    def __init__(self, spec: AgentSpec, *, user_agent: str, max_response_bytes: int) -> None:
+        self.url = spec.url
+        self.max_response_bytes = max_response_bytes
+        self._headers = {
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "User-Agent": user_agent,
+        }
+        self._http = httpx.AsyncClient(
+            timeout=httpx.Timeout(
+                connect=spec.connect_timeout_s,
+                read=spec.timeout_s,
+                write=spec.timeout_s,
+                pool=spec.timeout_s,
+            ),
+            limits=httpx.Limits(
+                max_connections=spec.max_connections,
+                max_keepalive_connections=spec.max_connections,
+                keepalive_expiry=30.0,
+            ),
+            http1=True,
+            http2=False,
+            follow_redirects=False,
+            trust_env=False,
+        )
+        self.active = 0
+        self._retiring = False
+        self._closing: asyncio.Task[None] | None = None
+
+    async def post_json(self, body: bytes, *, request_id: str) -> AgentReply:
+        self.active += 1
+        try:
+            headers = {**self._headers, "X-Request-ID": request_id}
+            with map_httpx_errors():
+                request = self._http.build_request("POST", self.url, content=body, headers=headers)
+                response = await self._http.send(request, stream=True)
+            # From here a response byte has arrived: nothing below is retryable.
+            try:
+                with map_httpx_errors():
+                    payload = await self._read_capped(response)
+            except RetryableConnectionError as exc:
+                raise AgentConnectionError(str(exc)) from exc
+            finally:
+                await response.aclose()
+            if response.status_code != 200:
+                raise AgentBadStatusError(response.status_code)
+            return parse_reply(payload)
+        finally:
+            self.active -= 1
+            if self._retiring and self.active == 0:
+                self._close_soon()
+
+    async def _read_capped(self, response: httpx.Response) -> bytes:
+        limit = self.max_response_bytes
+        declared = response.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise AgentResponseTooLargeError(f"content-length {declared} > {limit}")
+        if response.status_code != 200:
+            return b""  # the status alone decides; closing the response discards the body
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > limit:
+                raise AgentResponseTooLargeError(f"body over {limit} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def retire(self) -> None:
+        """Close once the in-flight requests on this client have finished (call on the loop)."""
+        self._retiring = True
+        if self.active == 0:
+            self._close_soon()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    def _close_soon(self) -> None:
+        if self._closing is None:
+            self._closing = asyncio.get_running_loop().create_task(self.aclose())
+
+    @property
+    def closed(self) -> bool:
+        return self._http.is_closed

@@ -1,0 +1,64 @@
+"""The gateway's settings as one frozen, typed object, built once from Django settings.
+
+Like `ninja/conf.py`: runtime code imports `gateway_settings`; a `setting_changed` receiver
+rebuilds it so tests can use `override_settings`.
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+import gateway_project
+
+
+@dataclass(frozen=True, slots=True)
+class GatewaySettings:
+    name: str
+    version: str
+    api_keys: tuple[str, ...]
+    agent_timeout_s: float
+    agent_max_response_bytes: int
+    chat_max_body_bytes: int
+    registry_poll_interval_s: float
+    health_check_timeout_s: float
+    log_message_preview: int
+
+    @property
+    def user_agent(self) -> str:
+        return f"{self.name}/{self.version}"
+
+    @classmethod
+    def from_django(cls) -> "GatewaySettings":
+        return cls(
+            name=settings.GATEWAY_NAME,
+            version=gateway_project.__version__,
+            api_keys=tuple(settings.GATEWAY_API_KEYS),
+            agent_timeout_s=float(settings.AGENT_TIMEOUT),
+            agent_max_response_bytes=int(settings.AGENT_MAX_RESPONSE_BYTES),
+            chat_max_body_bytes=int(settings.CHAT_MAX_BODY_BYTES),
+            registry_poll_interval_s=float(settings.REGISTRY_POLL_INTERVAL_S),
+            health_check_timeout_s=float(settings.HEALTH_CHECK_TIMEOUT_S),
+            log_message_preview=int(settings.LOG_MESSAGE_PREVIEW),
+        )
+
+
+class _SettingsProxy:
+    """Attribute access to the current GatewaySettings; rebuilt when a test overrides settings."""
+
+    _current: GatewaySettings | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._current is None:
+            type(self)._current = GatewaySettings.from_django()
+        return getattr(self._current, name)
+
+
+gateway_settings: GatewaySettings = _SettingsProxy()  # type: ignore[assignment]
+
+
+@receiver(setting_changed)
+def _reload(**_: Any) -> None:
+    _SettingsProxy._current = None

@@ -1,0 +1,27 @@
+"""Keep every process's registry in step with the database.
+
+Any save or delete of an Agent or RoutingName bumps the `agents` ConfigVersion in the same
+transaction; after commit, the saving process refreshes its own registry at once, and every other
+worker sees the new version on its next poll (agents/sync.py).
+"""
+
+from typing import Any
+
+from django.db.models.signals import post_delete, post_save
+
+from agents.models import Agent, RoutingName
+from agents.services import config_version_bump
+
+
+def _agents_changed(**_: Any) -> None:
+    config_version_bump()
+
+
+def connect() -> None:
+    for model in (Agent, RoutingName):
+        post_save.connect(
+            _agents_changed, sender=model, dispatch_uid=f"agents-save-{model.__name__}"
+        )
+        post_delete.connect(
+            _agents_changed, sender=model, dispatch_uid=f"agents-delete-{model.__name__}"
+        )

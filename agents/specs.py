@@ -1,0 +1,50 @@
+"""AgentSpec: an immutable snapshot of one agent row, the only shape the hot path sees."""
+
+from dataclasses import dataclass
+
+from agents.models import DEFAULT_FALLBACK_REPLY, Agent, default_health_url
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSpec:
+    key: str
+    name: str
+    url: str
+    health_url: str
+    enabled: bool
+    payload_format: str
+    timeout_s: float
+    connect_timeout_s: float
+    max_concurrency: int
+    max_connections: int
+    breaker_fail_max: int
+    breaker_reset_s: float
+    retries: int
+    fallback_reply: str
+    is_fallback_route: bool
+    routing_names: tuple[str, ...]
+
+    @classmethod
+    def from_agent(cls, agent: Agent, routing_names: list[str]) -> "AgentSpec":
+        return cls(
+            key=agent.key,
+            name=agent.name,
+            url=agent.url,
+            health_url=agent.health_url or default_health_url(agent.url),
+            enabled=agent.enabled,
+            payload_format=agent.payload_format,
+            timeout_s=float(agent.timeout_s),
+            connect_timeout_s=float(agent.connect_timeout_s),
+            max_concurrency=int(agent.max_concurrency),
+            max_connections=int(agent.max_connections),
+            breaker_fail_max=int(agent.breaker_fail_max),
+            breaker_reset_s=float(agent.breaker_reset_s),
+            retries=int(agent.retries),
+            fallback_reply=agent.fallback_reply or DEFAULT_FALLBACK_REPLY,
+            is_fallback_route=agent.is_fallback_route,
+            routing_names=tuple(sorted(routing_names)),
+        )
+
+    def transport_config(self) -> tuple[object, ...]:
+        """The fields the HTTP client is built from; a change in any of them needs a new client."""
+        return (self.url, self.timeout_s, self.connect_timeout_s, self.max_connections)

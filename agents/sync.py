@@ -1,0 +1,102 @@
+"""RegistrySync: keeps this process's registry in step with the database.
+
+A daemon thread polls the `agents` ConfigVersion every REGISTRY_POLL_INTERVAL_S (one indexed
+read) and reloads the agents when it moved, so a change saved in any process reaches every worker
+within about one interval, on SQLite and PostgreSQL alike. The saving process does not wait for
+the poll: `refresh_now` runs after its commit. If the database is unreachable the registry keeps
+the agents it last loaded and the poller keeps trying.
+"""
+
+import asyncio
+import logging
+import threading
+
+from django.db import close_old_connections, connection
+
+from agents.conf import gateway_settings
+from agents.registry import AgentRegistry, registry
+from agents.selectors import agent_specs_load, config_version_get
+
+logger = logging.getLogger("gateway.registry")
+
+
+class RegistrySync:
+    def __init__(self, target: AgentRegistry) -> None:
+        self._registry = target
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._start_lock = asyncio.Lock()
+        self.db_ok: bool | None = None
+
+    @property
+    def started(self) -> bool:
+        return self._thread is not None
+
+    async def ensure_started(self) -> None:
+        """Load the registry and start polling, once per process (lifespan or first request)."""
+        if self._thread is not None:
+            return
+        async with self._start_lock:
+            if self._thread is None:
+                self._registry.bind_loop(asyncio.get_running_loop())
+                await asyncio.to_thread(self._load_once)
+                self._stop.clear()
+                self._thread = threading.Thread(
+                    target=self._poll_forever, name="registry-sync", daemon=True
+                )
+                self._thread.start()
+
+    def refresh_now(self) -> None:
+        """Reload at once (called after a commit in the saving process; any thread)."""
+        if self._thread is not None:
+            self._load_once()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        thread, self._thread = self._thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5)
+
+    def _load_once(self) -> None:
+        try:
+            version, specs = agent_specs_load()
+        except Exception:
+            self._db_failed()
+            return
+        self.db_ok = True
+        self._registry.apply(version, specs)
+
+    def _poll_forever(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(gateway_settings.registry_poll_interval_s)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            close_old_connections()
+            try:
+                version = config_version_get()
+            except Exception:
+                self._db_failed()
+                continue
+            self.db_ok = True
+            if version != self._registry.snapshot.version:
+                self._load_once()
+        connection.close()
+
+    def _db_failed(self) -> None:
+        if self.db_ok is not False:
+            logger.warning(
+                "database unreachable; serving the agents last loaded",
+                exc_info=True,
+                extra={"event": "registry_db_error"},
+            )
+        self.db_ok = False
+        try:
+            connection.close()
+        except Exception:
+            logger.debug("closing a broken connection failed", exc_info=True)
+
+
+registry_sync = RegistrySync(registry)

@@ -1,0 +1,107 @@
+"""chat_handle: route the request to its agent, call it, and turn the outcome into a reply."""
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from agents.calls import agent_call
+from agents.errors import AgentBusyError, AgentError
+from agents.registry import registry
+from agents.runtime import AgentRuntime
+from chat import messages
+from chat.payloads import agent_payload
+from chat.schemas import ChatIn
+from gateway_project import metrics
+from gateway_project.auth import Principal
+from gateway_project.context import RequestContext
+
+logger = logging.getLogger("gateway.chat")
+
+RETRY_AFTER_BUSY_S = 1
+
+
+@dataclass(frozen=True, slots=True)
+class ChatResult:
+    status: int
+    body: dict[str, object]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class UnroutedError(Exception):
+    """No agent has this routing name and no agent is the fallback route."""
+
+
+class ForbiddenAgentError(Exception):
+    """The caller's key may not use the routed agent."""
+
+
+def route(modalidad: str) -> AgentRuntime:
+    runtime = registry.route(modalidad)
+    if runtime is not None:
+        return runtime
+    fallback = registry.snapshot.fallback
+    if fallback is None:
+        raise UnroutedError(modalidad)
+    metrics.unrouted_total.inc()
+    logger.warning(
+        "modalidad not routed; using the fallback route",
+        extra={"event": "unrouted_modalidad", "agent": fallback.key},
+    )
+    return fallback
+
+
+async def chat_handle(payload: ChatIn, *, principal: Principal, ctx: RequestContext) -> ChatResult:
+    runtime = route(payload.config.modalidad)
+    key = runtime.key
+    ctx.agent = key
+    if not principal.may_use(key):
+        raise ForbiddenAgentError(key)
+    started = time.perf_counter()
+    result = await _call(runtime, payload, ctx=ctx)
+    metrics.request_done(key, result.status, time.perf_counter() - started)
+    return result
+
+
+async def _call(runtime: AgentRuntime, payload: ChatIn, *, ctx: RequestContext) -> ChatResult:
+    key = runtime.key
+    spec = runtime.spec
+    metrics.inflight.labels(key).inc()
+    try:
+        reply = await agent_call(
+            runtime, agent_payload(payload, spec.payload_format), request_id=ctx.request_id
+        )
+    except AgentBusyError:
+        ctx.outcome = "backpressure"
+        metrics.agent_errors.labels(key, "backpressure").inc()
+        return ChatResult(
+            status=503,
+            body={"detail": messages.SATURATED},
+            headers={"Retry-After": str(RETRY_AFTER_BUSY_S)},
+        )
+    except AgentError as exc:
+        ctx.outcome = exc.reason
+        metrics.agent_error(key, exc)
+        logger.debug(
+            "agent call failed",
+            extra={"event": "agent_call", "agent": key, "reason": exc.reason, "error": str(exc)},
+        )
+        return _reply(spec.fallback_reply, payload, key, None, fallback=exc.reason)
+    finally:
+        metrics.inflight.labels(key).dec()
+    metrics.upstream_status.labels(key, "200").inc()
+    if not reply.reply.strip():
+        ctx.outcome = "empty_reply"
+        metrics.agent_errors.labels(key, "empty_reply").inc()
+        return _reply(messages.EMPTY_REPLY, payload, key, None, fallback="empty_reply")
+    ctx.outcome = "ok"
+    logger.debug("agent call ok", extra={"event": "agent_call", "agent": key})
+    return _reply(reply.reply, payload, key, reply.url)
+
+
+def _reply(
+    text: str, payload: ChatIn, key: str, url: str | None, *, fallback: str | None = None
+) -> ChatResult:
+    body = {"reply": text, "session_id": payload.session_id, "agent_used": key, "url": url}
+    return ChatResult(
+        status=200, body=body, headers={"X-Gateway-Fallback": fallback} if fallback else {}
+    )

@@ -1,0 +1,22 @@
+"""The ASGI application: `gateway_project.asgi:application`.
+
+A thin front over two Django handlers:
+- the hot paths (chat, health, metrics) go to HotPathHandler: natively async middleware only, no
+  thread hops, in-memory body with the contract's 413;
+- everything else (admin, API docs, service info) goes to Django's stock ASGIHandler and its full
+  middleware stack.
+The front also gives every response its X-Request-ID, writes the access log line, and handles the
+lifespan: the registry is loaded before the first request, and on shutdown (after the server has
+drained in-flight requests) the agent clients are closed.
+"""
+
+import os
+
+import django
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gateway_project.settings")
+django.setup(set_prefix=False)
+
+from gateway_project.front import GatewayFront  # noqa: E402
+
+application = GatewayFront()

@@ -1,0 +1,97 @@
+"""GatewayFront: request id, access log, lifespan, and dispatch between the two handlers."""
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from django.core.handlers.asgi import ASGIHandler
+
+from agents.registry import registry
+from agents.sync import registry_sync
+from gateway_project.context import RequestContext, request_context, request_id_from
+from gateway_project.hotpath import HotPathHandler
+from gateway_project.startup import log_startup
+from health.views import close_probe_clients
+
+access_logger = logging.getLogger("gateway.access")
+
+HOT_PATHS = frozenset({"/api/agent/chat", "/health", "/health/live", "/health/ready", "/metrics"})
+QUIET_PATHS = frozenset({"/health/live", "/health/ready", "/metrics"})
+
+
+class GatewayFront:
+    def __init__(self) -> None:
+        self.hot = HotPathHandler()
+        self.stock = ASGIHandler()
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self.http(scope, receive, send)
+        elif kind == "lifespan":
+            await self.lifespan(receive, send)
+        elif kind == "websocket":
+            await send({"type": "websocket.close", "code": 1003})
+
+    async def http(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        raw_id = next((v for k, v in scope.get("headers", ()) if k == b"x-request-id"), None)
+        ctx = RequestContext(
+            request_id=request_id_from(raw_id), method=scope["method"], path=scope["path"]
+        )
+        token = request_context.set(ctx)
+        id_header = (b"x-request-id", ctx.request_id.encode("ascii"))
+
+        async def send_with_id(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), id_header]
+                ctx.status = message["status"]
+            await send(message)
+
+        try:
+            await registry_sync.ensure_started()
+            handler = self.hot if scope["path"] in HOT_PATHS else self.stock
+            await handler(scope, receive, send_with_id)
+        finally:
+            _log_access(ctx)
+            request_context.reset(token)
+
+    async def lifespan(self, receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await registry_sync.ensure_started()
+                    log_startup()
+                except Exception as exc:
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await asyncio.to_thread(registry_sync.stop)
+                await registry.aclose()
+                await close_probe_clients()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def _log_access(ctx: RequestContext) -> None:
+    level = logging.DEBUG if ctx.path in QUIET_PATHS else logging.INFO
+    if not access_logger.isEnabledFor(level):
+        return
+    outcome = ctx.outcome or ("disconnected" if ctx.status == 0 else None)
+    access_logger.log(
+        level,
+        "request",
+        extra={
+            "event": "request",
+            "method": ctx.method,
+            "path": ctx.path,
+            "status": ctx.status,
+            "agent": ctx.agent,
+            "session_id": ctx.session_id,
+            "duration_ms": round((time.perf_counter() - ctx.started) * 1000, 2),
+            "outcome": outcome,
+            "message_preview": ctx.message_preview,
+        },
+    )

@@ -1,0 +1,143 @@
+"""HotPathHandler: Django request handling for the chat, health and metrics paths, minus the
+per-request costs those paths do not need.
+
+Django's ASGIHandler sends `request_started`/`request_finished` (whose receivers are sync, so each
+costs a thread hop), spools the body to a temporary file, runs every MIDDLEWARE entry (most are
+MiddlewareMixin: one thread hop each) and closes the response in a thread. These paths touch no
+database and need none of that. This handler keeps what matters:
+
+- the body is read into memory and refused with the contract's 413 once it passes the limit,
+  whether announced by Content-Length or streamed (chunked);
+- the view is cancelled when the caller disconnects (what Django's own `listen_for_disconnect`
+  does), so an abandoned agent call is closed at once;
+- only HOT_PATH_MIDDLEWARE runs, all natively async;
+- any exception becomes a JSON error, never an HTML page or a traceback.
+"""
+
+import asyncio
+import contextlib
+import io
+import logging
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import RequestAborted
+from django.core.handlers.asgi import ASGIHandler, ASGIRequest, get_script_prefix
+from django.http import Http404, HttpRequest, HttpResponseBase
+from django.urls import Resolver404, set_script_prefix
+from django.utils.module_loading import import_string
+
+from agents.conf import gateway_settings
+from chat import messages
+from gateway_project.responses import detail_response
+
+logger = logging.getLogger("gateway.http")
+
+
+class BodyTooLargeError(Exception):
+    pass
+
+
+def declared_length(scope: dict[str, Any]) -> int | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+class HotPathHandler(ASGIHandler):
+    def load_middleware(self, is_async: bool = True) -> None:
+        self._view_middleware: list[Any] = []
+        self._template_response_middleware: list[Any] = []
+        self._exception_middleware: list[Any] = []
+        handler = self._json_errors(self._get_response_async)
+        for path in reversed(settings.HOT_PATH_MIDDLEWARE):
+            middleware = import_string(path)
+            if not getattr(middleware, "async_capable", False):
+                raise TypeError(f"{path} is not natively async; it cannot run on the hot path")
+            handler = self._json_errors(middleware(handler))
+        self._middleware_chain = handler
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await self.handle(scope, receive, send)
+
+    async def handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        limit = gateway_settings.chat_max_body_bytes
+        declared = declared_length(scope)
+        try:
+            if declared is not None and declared > limit:
+                raise BodyTooLargeError()
+            body = await self.read_body_capped(receive, limit)
+        except RequestAborted:
+            return
+        except BodyTooLargeError:
+            await self.send_response(detail_response(413, messages.BODY_TOO_LARGE), send)
+            return
+        set_script_prefix(get_script_prefix(scope))
+        try:
+            request = self.request_class(scope, body)
+        except Exception:
+            await self.send_response(detail_response(400, messages.INVALID_JSON), send)
+            return
+        response = await self._respond_unless_disconnected(request, receive)
+        if response is not None:
+            with contextlib.suppress(asyncio.CancelledError):  # the caller left mid-write
+                await self.send_response(response, send)
+
+    async def _respond_unless_disconnected(
+        self, request: ASGIRequest, receive: Any
+    ) -> HttpResponseBase | None:
+        """Run the view; cancel it if the caller disconnects first (and answer nothing)."""
+        task = asyncio.current_task()
+        assert task is not None
+        disconnected = False
+
+        async def watch() -> None:
+            nonlocal disconnected
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    disconnected = True
+                    task.cancel()
+                    return
+
+        watcher = asyncio.create_task(watch())
+        try:
+            return await self._middleware_chain(request)  # type: ignore[no-any-return]
+        except asyncio.CancelledError:
+            if disconnected and task.uncancel() == 0:
+                return None
+            raise
+        finally:
+            watcher.cancel()
+
+    async def read_body_capped(self, receive: Any, limit: int) -> io.BytesIO:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise RequestAborted()
+            chunk = message.get("body", b"")
+            if chunk:
+                size += len(chunk)
+                if size > limit:
+                    raise BodyTooLargeError()
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                return io.BytesIO(b"".join(chunks))
+
+    def _json_errors(self, get_response: Any) -> Any:
+        async def inner(request: HttpRequest) -> HttpResponseBase:
+            try:
+                return await get_response(request)  # type: ignore[no-any-return]
+            except (Http404, Resolver404):
+                return detail_response(404, messages.NOT_FOUND)
+            except Exception:
+                logger.exception("unhandled error on the hot path", extra={"event": "http_error"})
+                return detail_response(500, messages.INTERNAL_ERROR)
+
+        return inner

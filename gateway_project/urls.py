@@ -1,0 +1,17 @@
+from django.conf import settings
+from django.contrib import admin
+from django.urls import path
+
+from gateway_project.api import api
+from gateway_project.views import service_info
+from health.views import health_full, health_live, health_ready, metrics_view
+
+urlpatterns = [
+    path("", service_info, name="service-info"),
+    path("api/", api.urls),
+    path("health", health_full, name="health"),
+    path("health/live", health_live, name="health-live"),
+    path("health/ready", health_ready, name="health-ready"),
+    path("metrics", metrics_view, name="metrics"),
+    path(settings.ADMIN_URL_PATH, admin.site.urls),
+]

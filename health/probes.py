@@ -1,0 +1,99 @@
+"""Agent health probes, shared by GET /health and `manage.py check_agents`.
+
+All agents are probed in parallel under one deadline, on one shared httpx client; a probe that
+has not answered by then is `unreachable`, so the whole check ends within the timeout.
+"""
+
+import asyncio
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import httpx
+
+from agents.breaker import OPEN
+from agents.specs import AgentSpec
+
+OK, DISABLED, UNREACHABLE, NO_URL, CIRCUIT_OPEN = (
+    "ok",
+    "disabled",
+    "unreachable",
+    "no_url",
+    "circuit_open",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AgentHealth:
+    key: str
+    status: str
+    latency_ms: float | None = None
+    detail: str = ""
+
+    @property
+    def healthy(self) -> bool:
+        return self.status in (OK, DISABLED)
+
+
+def new_probe_client() -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+        follow_redirects=False,
+        trust_env=False,
+        headers={"Accept": "application/json"},
+    )
+
+
+async def probe_agent(
+    spec: AgentSpec,
+    client: httpx.AsyncClient,
+    *,
+    timeout_s: float,
+    breaker_state: str | None = None,
+) -> AgentHealth:
+    if not spec.enabled:
+        return AgentHealth(spec.key, DISABLED)
+    if not spec.url or not spec.health_url:
+        return AgentHealth(spec.key, NO_URL)
+    if breaker_state == OPEN:
+        return AgentHealth(spec.key, CIRCUIT_OPEN)
+    started = time.perf_counter()
+    try:
+        response = await client.get(spec.health_url, timeout=timeout_s)
+    except httpx.HTTPError as exc:
+        return AgentHealth(spec.key, UNREACHABLE, _ms_since(started), type(exc).__name__)
+    latency = _ms_since(started)
+    if response.is_success:
+        return AgentHealth(spec.key, OK, latency)
+    return AgentHealth(spec.key, UNREACHABLE, latency, f"HTTP {response.status_code}")
+
+
+async def probe_all(
+    specs: Iterable[AgentSpec],
+    client: httpx.AsyncClient,
+    *,
+    timeout_s: float,
+    breaker_states: Mapping[str, str] | None = None,
+) -> dict[str, AgentHealth]:
+    specs = list(specs)
+    states = breaker_states or {}
+    tasks = {
+        spec.key: asyncio.create_task(
+            probe_agent(spec, client, timeout_s=timeout_s, breaker_state=states.get(spec.key))
+        )
+        for spec in specs
+    }
+    if tasks:
+        await asyncio.wait(tasks.values(), timeout=timeout_s + 0.2)
+    results: dict[str, AgentHealth] = {}
+    for key, task in tasks.items():
+        if task.done() and not task.cancelled() and task.exception() is None:
+            results[key] = task.result()
+        else:
+            task.cancel()
+            results[key] = AgentHealth(key, UNREACHABLE, timeout_s * 1000, "timeout")
+    return results
+
+
+def _ms_since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 1)

@@ -1,0 +1,84 @@
+"""GET /health, /health/live, /health/ready and /metrics (served on the lean async path)."""
+
+import asyncio
+import os
+
+import httpx
+from django.http import HttpRequest, HttpResponse
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    generate_latest,
+    multiprocess,
+)
+
+from agents.conf import gateway_settings
+from agents.registry import registry
+from agents.sync import registry_sync
+from gateway_project.responses import json_response
+from health.probes import new_probe_client, probe_all
+
+_probe_clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
+
+
+def probe_client() -> httpx.AsyncClient:
+    """One shared client per event loop for every health check."""
+    loop = asyncio.get_running_loop()
+    client = _probe_clients.get(loop)
+    if client is None or client.is_closed:
+        client = _probe_clients[loop] = new_probe_client()
+    return client
+
+
+async def close_probe_clients() -> None:
+    clients = list(_probe_clients.values())
+    _probe_clients.clear()
+    await asyncio.gather(*(c.aclose() for c in clients))
+
+
+async def health_full(request: HttpRequest) -> HttpResponse:
+    snapshot = registry.snapshot
+    runtimes = list(snapshot.agents.values())
+    results = await probe_all(
+        (r.spec for r in runtimes),
+        probe_client(),
+        timeout_s=gateway_settings.health_check_timeout_s,
+        breaker_states={r.key: r.breaker.state for r in runtimes},
+    )
+    healthy = all(h.healthy for h in results.values())
+    return json_response(
+        200 if healthy else 503,
+        {
+            "status": "ok" if healthy else "degraded",
+            "service": "gateway",
+            "agents": {key: h.status for key, h in results.items()},
+        },
+    )
+
+
+async def health_live(request: HttpRequest) -> HttpResponse:
+    return json_response(200, {"status": "ok"})
+
+
+async def health_ready(request: HttpRequest) -> HttpResponse:
+    checks = {
+        "database": "ok" if registry_sync.db_ok else "unreachable",
+        "registry": "ok" if registry.snapshot.loaded else "not_loaded",
+    }
+    ready = all(v == "ok" for v in checks.values())
+    return json_response(
+        200 if ready else 503, {"status": "ok" if ready else "unavailable", **checks}
+    )
+
+
+def _metrics_registry() -> CollectorRegistry:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        collected = CollectorRegistry()
+        multiprocess.MultiProcessCollector(collected)
+        return collected
+    return REGISTRY
+
+
+async def metrics_view(request: HttpRequest) -> HttpResponse:
+    return HttpResponse(generate_latest(_metrics_registry()), content_type=CONTENT_TYPE_LATEST)
