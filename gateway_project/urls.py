@@ -15,3 +15,6 @@ urlpatterns = [
     path("metrics", metrics_view, name="metrics"),
     path(settings.ADMIN_URL_PATH, admin.site.urls),
 ]
+
+handler404 = "gateway_project.views.not_found"
+handler500 = "gateway_project.views.server_error"

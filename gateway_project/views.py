@@ -3,7 +3,8 @@ from django.http import HttpRequest, HttpResponse
 
 import gateway_project
 from agents.conf import gateway_settings
-from gateway_project.responses import json_response
+from chat import messages
+from gateway_project.responses import detail_response, json_response
 
 
 async def service_info(request: HttpRequest) -> HttpResponse:
@@ -24,3 +25,13 @@ async def service_info(request: HttpRequest) -> HttpResponse:
             },
         },
     )
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """JSON instead of Django's HTML 404 page, for every path the front does not know."""
+    return detail_response(404, messages.NOT_FOUND)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """JSON instead of Django's HTML 500 page (the traceback goes to the logs only)."""
+    return detail_response(500, messages.INTERNAL_ERROR)
