@@ -21,6 +21,7 @@ from agents.errors import (
     AgentTimeoutError,
 )
 from agents.specs import AgentSpec
+from agents.transport import agent_http_client
 
 
 class RetryableConnectionError(AgentConnectionError):
@@ -72,7 +73,7 @@ class AgentClient:
             "Accept": "application/json",
             "User-Agent": user_agent,
         }
-        self._http = httpx.AsyncClient(
+        self._http = agent_http_client(
             timeout=httpx.Timeout(
                 connect=spec.connect_timeout_s,
                 read=spec.timeout_s,

@@ -21,6 +21,7 @@ class GatewaySettings:
     api_keys: tuple[str, ...]
     agent_timeout_s: float
     agent_max_response_bytes: int
+    agent_http_transport: str
     chat_max_body_bytes: int
     registry_poll_interval_s: float
     health_check_timeout_s: float
@@ -38,6 +39,7 @@ class GatewaySettings:
             api_keys=tuple(settings.GATEWAY_API_KEYS),
             agent_timeout_s=float(settings.AGENT_TIMEOUT),
             agent_max_response_bytes=int(settings.AGENT_MAX_RESPONSE_BYTES),
+            agent_http_transport=str(settings.AGENT_HTTP_TRANSPORT),
             chat_max_body_bytes=int(settings.CHAT_MAX_BODY_BYTES),
             registry_poll_interval_s=float(settings.REGISTRY_POLL_INTERVAL_S),
             health_check_timeout_s=float(settings.HEALTH_CHECK_TIMEOUT_S),

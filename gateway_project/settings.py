@@ -116,6 +116,8 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# Serve the admin's static files from the app finders in DEBUG (no collectstatic needed).
+WHITENOISE_AUTOREFRESH = DEBUG
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 ADMIN_URL_PATH = env.str("ADMIN_URL_PATH", default="admin/")
@@ -143,6 +145,8 @@ GATEWAY_HTTP_PORT = env.int("GATEWAY_HTTP_PORT", default=8000)
 GATEWAY_API_KEYS = [k for k in env.list("GATEWAY_API_KEY", default=[]) if k]
 AGENT_TIMEOUT = env.float("AGENT_TIMEOUT", default=25.0)
 AGENT_MAX_RESPONSE_BYTES = env.int("AGENT_MAX_RESPONSE_BYTES", default=10 * 1024 * 1024)
+# HTTP transport of the agent clients: "aiohttp" (measured fastest, bench/README.md) or "httpx".
+AGENT_HTTP_TRANSPORT = env.str("AGENT_HTTP_TRANSPORT", default="aiohttp")
 CHAT_MAX_BODY_BYTES = 512 * 1024  # the contract's limit
 REGISTRY_POLL_INTERVAL_S = env.float("REGISTRY_POLL_INTERVAL_S", default=1.0)
 HEALTH_CHECK_TIMEOUT_S = env.float("HEALTH_CHECK_TIMEOUT_S", default=2.0)

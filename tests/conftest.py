@@ -1,0 +1,240 @@
+"""Shared fixtures: a fault-injecting agent server, agent rows, the gateway in-process (ASGI) and
+as real uvicorn processes on a file database."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.fault_agent import FaultAgent
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _fast_settings(settings: Any) -> None:
+    settings.REGISTRY_POLL_INTERVAL_S = 0.2
+    settings.GATEWAY_API_KEYS = []
+
+
+@pytest.fixture(autouse=True)
+def _fresh_registry() -> Iterator[None]:
+    """Every test starts with an empty, unstarted registry and ends with its poller stopped."""
+    from agents.registry import registry
+    from agents.sync import registry_sync
+
+    registry_sync.stop()
+    registry.clear()
+    yield
+    registry_sync.stop()
+    registry.clear()
+
+
+@pytest.fixture
+def fault_agent() -> Iterator[FaultAgent]:
+    agent = FaultAgent().start()
+    yield agent
+    agent.stop()
+
+
+@pytest.fixture
+def make_agent(transactional_db: Any) -> Callable[..., Any]:
+    """Create an Agent row (committed, so server threads see it) with its routing names."""
+    from agents.models import Agent, RoutingName
+
+    def create(key: str, url: str, routing_names: Any, fields: dict[str, Any]) -> Any:
+        fields.setdefault("name", key.title())
+        agent = Agent.objects.create(key=key, url=url, **fields)
+        for name in routing_names if routing_names is not None else [key]:
+            RoutingName.objects.create(agent=agent, name=name)
+        return agent
+
+    def make(
+        key: str = "cita",
+        url: str = "http://127.0.0.1:9/ok",
+        routing_names: Any = None,
+        **fields: Any,
+    ) -> Any:
+        return in_thread(create, key, url, routing_names, fields)
+
+    # Start from no agents: the seed migration's rows would otherwise route the defaults.
+    in_thread(lambda: Agent.objects.all().delete())
+    return make
+
+
+def in_thread(fn: Callable[..., Any], *args: Any) -> Any:
+    """Run sync ORM code from sync or async tests (Django refuses the ORM inside a running loop)."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(fn, *args).result(timeout=30)
+
+
+@pytest.fixture
+async def gateway() -> AsyncIterator[httpx.AsyncClient]:
+    """The real ASGI application, driven in-process."""
+    from agents.registry import registry
+    from gateway_project.asgi import application
+    from health.views import close_probe_clients
+
+    transport = httpx.ASGITransport(app=application)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway.test") as client:
+        yield client
+    # What lifespan shutdown does: close the agent clients on the loop that used them.
+    await registry.aclose()
+    await close_probe_clients()
+
+
+def chat_body(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "message": "Quiero agendar una cita",
+        "session_id": 3796,
+        "id_empresa": 1,
+        "config": {"modalidad": "cita"},
+    }
+    body.update(overrides)
+    return body
+
+
+# -- real processes on a file database ---------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class LiveDatabase:
+    """A migrated SQLite file that subprocesses (gateways, management commands) share."""
+
+    path: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    def manage(
+        self, *args: str, timeout: float = 60, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=check,
+        )
+
+    def python(self, code: str) -> str:
+        """Run Django ORM code against this database in a fresh process; returns stdout."""
+        return self.manage("shell", "-c", code).stdout
+
+
+@pytest.fixture
+def live_db(tmp_path: Path) -> LiveDatabase:
+    path = tmp_path / "gateway.sqlite3"
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{path}",
+        "DEBUG": "1",
+        "SECRET_KEY": "test-secret",
+        "REGISTRY_POLL_INTERVAL_S": "0.2",
+        "LOG_LEVEL": "INFO",
+    }
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    db = LiveDatabase(path=path, env=env)
+    db.manage("migrate", "--no-input")
+    db.python("from agents.models import Agent; Agent.objects.all().delete()")
+    return db
+
+
+@dataclass
+class GatewayProcess:
+    process: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        return self.process.returncode
+
+
+def start_gateway(
+    db: LiveDatabase, *extra_args: str, env: dict[str, str] | None = None, ready_timeout: float = 20
+) -> GatewayProcess:
+    port = free_port()
+    log = Path(tempfile.mkstemp(prefix="gateway-", suffix=".log")[1])
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "gateway_project.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            *extra_args,
+        ],
+        cwd=ROOT,
+        env={**db.env, **(env or {})},
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    gateway = GatewayProcess(process=process, port=port, log_path=log)
+    deadline = time.monotonic() + ready_timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"gateway exited early:\n{gateway.logs()}")
+        try:
+            if httpx.get(f"{gateway.url}/health/ready", timeout=1).status_code == 200:
+                return gateway
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    gateway.stop(signal.SIGKILL)
+    raise RuntimeError(f"gateway not ready in {ready_timeout}s:\n{gateway.logs()}")
+
+
+@pytest.fixture
+def gateway_process(live_db: LiveDatabase) -> Iterator[Callable[..., GatewayProcess]]:
+    started: list[GatewayProcess] = []
+
+    def start(*extra_args: str, env: dict[str, str] | None = None) -> GatewayProcess:
+        gateway = start_gateway(live_db, *extra_args, env=env)
+        started.append(gateway)
+        return gateway
+
+    yield start
+    for gateway in started:
+        gateway.stop(
+            signal.SIGKILL if gateway.process.poll() is None else signal.SIGTERM, timeout=10
+        )
