@@ -144,6 +144,13 @@ GATEWAY_NAME = env.str("GATEWAY_NAME", default="agent-gateway")
 GATEWAY_HTTP_PORT = env.int("GATEWAY_HTTP_PORT", default=8000)
 GATEWAY_API_KEYS = [k for k in env.list("GATEWAY_API_KEY", default=[]) if k]
 AGENT_TIMEOUT = env.float("AGENT_TIMEOUT", default=25.0)
+# The Go gateway's per-agent variables (AGENT_<KEY>_URL / AGENT_<KEY>_ENABLED), kept raw for
+# `manage.py import_agents --from-env`; the running gateway reads agents from the database only.
+GO_GATEWAY_AGENT_ENV = {
+    name: value
+    for name, value in env.ENVIRON.items()
+    if name.startswith("AGENT_") and name.endswith(("_URL", "_ENABLED"))
+}
 AGENT_MAX_RESPONSE_BYTES = env.int("AGENT_MAX_RESPONSE_BYTES", default=10 * 1024 * 1024)
 # HTTP transport of the agent clients: "aiohttp" (measured fastest, bench/README.md) or "httpx".
 AGENT_HTTP_TRANSPORT = env.str("AGENT_HTTP_TRANSPORT", default="aiohttp")

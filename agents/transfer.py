@@ -1,0 +1,247 @@
+"""Agent definitions as JSON documents: export, import (from a file or the Go gateway's
+environment), shared by the management commands and the admin.
+
+A document is a list of objects with the model's field names plus `modalidades` (the routing
+names). Import validates every row against the model and against the state the whole import
+would leave behind (routing names unique across agents, at most one fallback route) before it
+writes anything, then writes in one transaction. Importing the same document twice changes
+nothing the second time.
+"""
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from agents.models import Agent, RoutingName, normalize_routing_name
+
+ROUTING_NAMES_FIELD = "modalidades"
+EXPORTED_FIELDS = (
+    "key",
+    "name",
+    "url",
+    "health_url",
+    "enabled",
+    "payload_format",
+    "timeout_s",
+    "connect_timeout_s",
+    "max_concurrency",
+    "max_connections",
+    "breaker_fail_max",
+    "breaker_reset_s",
+    "retries",
+    "fallback_reply",
+    "is_fallback_route",
+)
+# The Go gateway routed these keys by these names; a key imported from its environment for the
+# first time gets them (any other new key is routed by its own name).
+GO_GATEWAY_ROUTING_NAMES = {
+    "venta": ["venta", "ventas"],
+    "cita": ["cita", "citas"],
+    "reserva": ["reserva", "reservas"],
+    "citas_ventas": ["citas_ventas", "citas y ventas"],
+}
+_GO_VARIABLE = re.compile(r"^AGENT_(?P<key>[A-Z0-9_]+?)_(?P<kind>URL|ENABLED)$")
+_GO_TRUE = {"1", "t", "true"}
+_GO_FALSE = {"0", "f", "false"}
+
+
+class ImportRejected(Exception):
+    """The document has errors; nothing was written. `errors` lists them, one line each."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__(f"{len(errors)} error(s); nothing was imported")
+        self.errors = errors
+
+
+@dataclass
+class ImportReport:
+    created: list[str] = field(default_factory=list)
+    changed: dict[str, list[str]] = field(default_factory=dict)  # key -> changed field names
+    unchanged: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        lines = [f"created {key}" for key in self.created]
+        lines += [f"changed {key}: {', '.join(fields)}" for key, fields in self.changed.items()]
+        lines += [f"unchanged {key}" for key in self.unchanged]
+        return lines
+
+
+def agents_export() -> list[dict[str, Any]]:
+    """Every agent as a JSON-ready object, ordered by key."""
+    agents = Agent.objects.prefetch_related("routing_names").order_by("key")
+    return [
+        {
+            **{name: getattr(agent, name) for name in EXPORTED_FIELDS},
+            ROUTING_NAMES_FIELD: sorted(r.name for r in agent.routing_names.all()),
+        }
+        for agent in agents
+    ]
+
+
+def agents_from_go_env(variables: Mapping[str, str], *, timeout_s: float) -> list[dict[str, Any]]:
+    """Rows for `agents_import` from `AGENT_<KEY>_URL` / `AGENT_<KEY>_ENABLED` variables.
+
+    An agent with a URL and no ENABLED variable is enabled, as in the Go gateway. New agents get
+    the Go gateway's routing names; existing ones keep theirs.
+    """
+    rows: dict[str, dict[str, Any]] = {}
+    errors: list[str] = []
+    for name, value in sorted(variables.items()):
+        match = _GO_VARIABLE.match(name)
+        if match is None:
+            continue
+        key = match["key"].lower()
+        row = rows.setdefault(key, {"key": key})
+        if match["kind"] == "URL":
+            row["url"] = value.strip()
+            row["timeout_s"] = timeout_s
+        elif value.strip().lower() in _GO_TRUE | _GO_FALSE:
+            row["enabled"] = value.strip().lower() in _GO_TRUE
+        else:
+            errors.append(f"{name}={value!r}: not a boolean (use true/false or 1/0)")
+    if errors:
+        raise ImportRejected(errors)
+    existing = set(Agent.objects.filter(key__in=rows).values_list("key", flat=True))
+    for key, row in rows.items():
+        if key not in existing:
+            row.setdefault("name", key.replace("_", " ").title())
+            row.setdefault(ROUTING_NAMES_FIELD, GO_GATEWAY_ROUTING_NAMES.get(key, [key]))
+    return list(rows.values())
+
+
+def agents_import(rows: Any, *, dry_run: bool = False) -> ImportReport:
+    """Create or update agents from `rows`; raise ImportRejected (writing nothing) on any error."""
+    plan, errors = _plan(rows)
+    if errors:
+        raise ImportRejected(errors)
+    report = ImportReport()
+    for agent, _names, changed in plan:
+        if agent.pk is None:
+            report.created.append(agent.key)
+        elif changed:
+            report.changed[agent.key] = changed
+        else:
+            report.unchanged.append(agent.key)
+    if not dry_run:
+        _apply(plan)
+    return report
+
+
+_Plan = list[tuple[Agent, list[str] | None, list[str]]]
+
+
+def _plan(rows: Any) -> tuple[_Plan, list[str]]:
+    if not isinstance(rows, list):
+        return [], ["the document must be a JSON list of agent objects"]
+    errors: list[str] = []
+    plan: _Plan = []
+    seen_keys: set[str] = set()
+    allowed = {*EXPORTED_FIELDS, ROUTING_NAMES_FIELD}
+    existing = {a.key: a for a in Agent.objects.prefetch_related("routing_names")}
+    for index, row in enumerate(rows, start=1):
+        where = f"row {index}"
+        if not isinstance(row, dict):
+            errors.append(f"{where}: must be an object")
+            continue
+        key = row.get("key")
+        if not isinstance(key, str) or not key:
+            errors.append(f"{where}: 'key' is required")
+            continue
+        where = f"row {index} ({key})"
+        if key in seen_keys:
+            errors.append(f"{where}: the key appears more than once")
+            continue
+        seen_keys.add(key)
+        unknown = sorted(set(row) - allowed)
+        if unknown:
+            errors.append(f"{where}: unknown field(s) {', '.join(unknown)}")
+            continue
+        routing_names, names_error = _routing_names(row)
+        if names_error:
+            errors.append(f"{where}: {names_error}")
+            continue
+        agent = existing.get(key) or Agent(key=key)
+        before = {name: getattr(agent, name) for name in EXPORTED_FIELDS}
+        for name in EXPORTED_FIELDS:
+            if name in row:
+                setattr(agent, name, row[name])
+        try:
+            agent.full_clean(validate_unique=False, validate_constraints=False)
+        except ValidationError as exc:
+            errors.extend(_validation_lines(where, exc))
+            continue
+        changed = [name for name in EXPORTED_FIELDS if getattr(agent, name) != before[name]]
+        if (
+            agent.pk is not None
+            and routing_names is not None
+            and sorted(r.name for r in agent.routing_names.all()) != routing_names
+        ):
+            changed.append(ROUTING_NAMES_FIELD)
+        plan.append((agent, routing_names, changed))
+    if not errors:
+        errors.extend(_whole_state_errors(plan, existing))
+    return plan, errors
+
+
+def _routing_names(row: dict[str, Any]) -> tuple[list[str] | None, str | None]:
+    if ROUTING_NAMES_FIELD not in row:
+        return None, None
+    raw = row[ROUTING_NAMES_FIELD]
+    if not isinstance(raw, list) or not all(isinstance(n, str) for n in raw):
+        return None, f"'{ROUTING_NAMES_FIELD}' must be a list of strings"
+    names = sorted({normalize_routing_name(n) for n in raw})
+    if "" in names:
+        return None, f"'{ROUTING_NAMES_FIELD}' must not contain empty names"
+    too_long = [n for n in names if len(n) > RoutingName._meta.get_field("name").max_length]
+    if too_long:
+        return None, f"routing name too long: {too_long[0]!r}"
+    return names, None
+
+
+def _validation_lines(where: str, exc: ValidationError) -> list[str]:
+    return [
+        f"{where}: {name}: {message}"
+        for name, messages in exc.message_dict.items()
+        for message in messages
+    ]
+
+
+def _whole_state_errors(plan: _Plan, existing: dict[str, Agent]) -> list[str]:
+    """Routing names unique and at most one fallback route, in the state after the import."""
+    owners: dict[str, str] = {}
+    fallback_routes: list[str] = []
+    planned = {agent.key: (agent, names) for agent, names, _ in plan}
+    for key in sorted({*existing, *planned}):
+        agent, names = planned.get(key, (existing.get(key), None))
+        assert agent is not None
+        if names is None:
+            names = [r.name for r in agent.routing_names.all()] if agent.pk else []
+        for name in names:
+            owners.setdefault(name, key)
+            if owners[name] != key:
+                return [f"routing name {name!r} would belong to both {owners[name]} and {key}"]
+        if agent.is_fallback_route:
+            fallback_routes.append(key)
+    if len(fallback_routes) > 1:
+        return [f"at most one agent can be the fallback route, not {', '.join(fallback_routes)}"]
+    return []
+
+
+def _apply(plan: _Plan) -> None:
+    with transaction.atomic():
+        # Remove dropped routing names first, so a name can move between agents in one import.
+        for agent, names, _ in plan:
+            if agent.pk is not None and names is not None:
+                agent.routing_names.exclude(name__in=names).delete()
+        for agent, names, changed in plan:
+            if agent.pk is None or changed:
+                agent.save()
+            if names is not None:
+                current = set(agent.routing_names.values_list("name", flat=True))
+                for name in names:
+                    if name not in current:
+                        RoutingName.objects.create(agent=agent, name=name)

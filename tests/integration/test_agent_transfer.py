@@ -1,0 +1,187 @@
+"""import_agents / export_agents: round trip, idempotence, all-or-nothing validation, Go env."""
+
+import json
+from io import StringIO
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from agents.models import Agent, RoutingName
+
+pytestmark = pytest.mark.django_db
+
+
+def run(*args: Any, **options: Any) -> str:
+    out = StringIO()
+    call_command(*args, stdout=out, stderr=StringIO(), **options)
+    return out.getvalue()
+
+
+def import_rows(tmp_path: Path, rows: Any, *flags: str) -> str:
+    path = tmp_path / "agents.json"
+    path.write_text(json.dumps(rows), encoding="utf-8")
+    return run("import_agents", str(path), *flags)
+
+
+def rejected(tmp_path: Path, rows: Any) -> str:
+    path = tmp_path / "agents.json"
+    path.write_text(json.dumps(rows), encoding="utf-8")
+    err = StringIO()
+    with pytest.raises(CommandError, match="nothing was imported"):
+        call_command("import_agents", str(path), stdout=StringIO(), stderr=err)
+    return err.getvalue()
+
+
+def snapshot() -> str:
+    return run("export_agents")
+
+
+def test_export_lists_every_agent_with_its_routing_names() -> None:
+    exported = json.loads(snapshot())
+    assert [row["key"] for row in exported] == ["cita", "citas_ventas", "reserva", "venta"]
+    cita = exported[0]
+    assert cita["url"] == "http://127.0.0.1:8002/api/chat"
+    assert cita["modalidades"] == ["cita", "citas"]
+    for field in ("enabled", "timeout_s", "max_concurrency", "breaker_fail_max",
+                  "breaker_reset_s", "retries", "payload_format"):  # fmt: skip
+        assert field in cita
+
+
+def test_round_trip_is_idempotent(tmp_path: Path) -> None:
+    before = snapshot()
+    output = import_rows(tmp_path, json.loads(before))
+    assert output.splitlines()[-1] == "0 created, 0 changed, 4 unchanged"
+    assert snapshot() == before
+
+
+def test_import_creates_and_changes_and_reports(tmp_path: Path) -> None:
+    output = import_rows(
+        tmp_path,
+        [
+            {
+                "key": "soporte",
+                "name": "Soporte",
+                "url": "http://10.0.0.9:9000/chat",
+                "modalidades": ["  Soporte ", "AYUDA"],
+                "payload_format": "flat",
+            },
+            {"key": "cita", "timeout_s": 12, "modalidades": ["cita", "citas", "agenda"]},
+        ],
+    )
+    assert output.splitlines() == [
+        "created soporte",
+        "changed cita: timeout_s, modalidades",
+        "1 created, 1 changed, 0 unchanged",
+    ]
+    soporte = Agent.objects.get(key="soporte")
+    assert soporte.payload_format == "flat"
+    assert sorted(soporte.routing_names.values_list("name", flat=True)) == ["ayuda", "soporte"]
+    assert Agent.objects.get(key="cita").timeout_s == 12
+    assert RoutingName.objects.get(name="agenda").agent.key == "cita"
+    again = import_rows(tmp_path, json.loads((tmp_path / "agents.json").read_text()))
+    assert again.splitlines()[-1] == "0 created, 0 changed, 2 unchanged"
+
+
+def test_a_routing_name_can_move_between_agents_in_one_import(tmp_path: Path) -> None:
+    import_rows(
+        tmp_path,
+        [
+            {"key": "cita", "modalidades": ["cita"]},
+            {"key": "venta", "modalidades": ["venta", "ventas", "citas"]},
+        ],
+    )
+    assert RoutingName.objects.get(name="citas").agent.key == "venta"
+
+
+@pytest.mark.parametrize(
+    ("bad_row", "message"),
+    [
+        ({"key": "x1", "name": "X", "url": "ftp://host/chat"}, "row 2 (x1): url: Enter an http://"),
+        ({"key": "cita", "timeout_s": 500}, "row 2 (cita): timeout_s: Must be at most 120 s"),
+        ({"key": "cita", "max_concurrency": 0}, "max_concurrency: Must be at least 1"),
+        ({"key": "cita", "colour": "red"}, "row 2 (cita): unknown field(s) colour"),
+        ({"key": "Bad Key!", "name": "B", "url": "http://h/c"}, "key: Enter a valid"),
+        ({"key": "cita", "modalidades": ["ventas"]}, "'ventas' would belong to both"),
+        ({"key": "cita", "modalidades": "cita"}, "'modalidades' must be a list of strings"),
+        ({"key": "cita", "payload_format": "xml"}, "payload_format: Value 'xml' is not a valid"),
+        ({"name": "no key"}, "row 2: 'key' is required"),
+    ],
+)
+def test_one_bad_row_rejects_the_whole_import(tmp_path: Path, bad_row: Any, message: str) -> None:
+    before = snapshot()
+    good_row = {"key": "nuevo", "name": "Nuevo", "url": "http://10.0.0.1/chat"}
+    errors = rejected(tmp_path, [good_row, bad_row])
+    assert message in errors
+    assert snapshot() == before
+    assert not Agent.objects.filter(key="nuevo").exists()
+
+
+def test_two_fallback_routes_are_rejected(tmp_path: Path) -> None:
+    errors = rejected(
+        tmp_path,
+        [{"key": "cita", "is_fallback_route": True}, {"key": "venta", "is_fallback_route": True}],
+    )
+    assert "at most one agent can be the fallback route, not cita, venta" in errors
+
+
+def test_not_a_list_and_not_json_are_clear_errors(tmp_path: Path) -> None:
+    assert "must be a JSON list" in rejected(tmp_path, {"key": "cita"})
+    path = tmp_path / "broken.json"
+    path.write_text("[{", encoding="utf-8")
+    with pytest.raises(CommandError, match="is not valid JSON"):
+        run("import_agents", str(path))
+    with pytest.raises(CommandError, match="cannot read"):
+        run("import_agents", str(tmp_path / "missing.json"))
+
+
+def test_dry_run_reports_and_writes_nothing(tmp_path: Path) -> None:
+    before = snapshot()
+    output = import_rows(tmp_path, [{"key": "cita", "enabled": False}], "--dry-run")
+    assert output.splitlines() == [
+        "changed cita: enabled",
+        "0 created, 1 changed, 0 unchanged (dry run: nothing written)",
+    ]
+    assert snapshot() == before
+
+
+def test_from_env_reads_the_go_gateway_variables(settings: Any) -> None:
+    settings.AGENT_TIMEOUT = 12.0
+    settings.GO_GATEWAY_AGENT_ENV = {
+        "AGENT_CITAS_VENTAS_URL": "http://agents.internal:8004/api/chat",
+        "AGENT_VENTA_ENABLED": "false",
+        "AGENT_SOPORTE_URL": "http://agents.internal:8009/api/chat",
+    }
+    output = run("import_agents", "--from-env")
+    assert output.splitlines() == [
+        "created soporte",
+        "changed citas_ventas: url, timeout_s",
+        "changed venta: enabled",
+        "1 created, 2 changed, 0 unchanged",
+    ]
+    citas_ventas = Agent.objects.get(key="citas_ventas")
+    assert (citas_ventas.url, citas_ventas.timeout_s) == (
+        "http://agents.internal:8004/api/chat",
+        12,
+    )
+    assert sorted(citas_ventas.routing_names.values_list("name", flat=True)) == [
+        "citas y ventas",
+        "citas_ventas",
+    ]
+    assert Agent.objects.get(key="venta").enabled is False
+    soporte = Agent.objects.get(key="soporte")
+    assert soporte.enabled is True
+    assert list(soporte.routing_names.values_list("name", flat=True)) == ["soporte"]
+    assert run("import_agents", "--from-env").splitlines()[-1] == (
+        "0 created, 0 changed, 3 unchanged"
+    )
+
+
+def test_from_env_rejects_a_bad_boolean_and_an_empty_environment(settings: Any) -> None:
+    settings.GO_GATEWAY_AGENT_ENV = {"AGENT_VENTA_ENABLED": "maybe"}
+    with pytest.raises(CommandError, match="nothing was imported"):
+        run("import_agents", "--from-env")
+    settings.GO_GATEWAY_AGENT_ENV = {}
+    with pytest.raises(CommandError, match="no AGENT_<KEY>_URL"):
+        run("import_agents", "--from-env")
