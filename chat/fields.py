@@ -9,7 +9,7 @@ import re
 from typing import Any
 
 INT64_MAX = 2**63 - 1
-_INTEGER_TEXT = re.compile(r"[+-]?\d+(?:\.0*)?")
+_INTEGER_TEXT = re.compile(r"[+-]?[0-9]+(?:\.0*)?")
 _TRUE_TEXT = frozenset({"1", "true", "yes"})
 
 

@@ -138,7 +138,7 @@ class LiveDatabase:
 
     def python(self, code: str) -> str:
         """Run Django ORM code against this database in a fresh process; returns stdout."""
-        return self.manage("shell", "-c", code).stdout
+        return self.manage("shell", "--no-imports", "-c", code).stdout
 
 
 @pytest.fixture
@@ -188,7 +188,27 @@ def start_gateway(
 ) -> GatewayProcess:
     port = free_port()
     log = Path(tempfile.mkstemp(prefix="gateway-", suffix=".log")[1])
-    process = subprocess.Popen(
+    with log.open("wb") as log_file:  # the child keeps its own copy of the descriptor
+        process = _popen_uvicorn(port, extra_args, {**db.env, **(env or {})}, log_file)
+    gateway = GatewayProcess(process=process, port=port, log_path=log)
+    deadline = time.monotonic() + ready_timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"gateway exited early:\n{gateway.logs()}")
+        try:
+            if httpx.get(f"{gateway.url}/health/ready", timeout=1).status_code == 200:
+                return gateway
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    gateway.stop(signal.SIGKILL)
+    raise RuntimeError(f"gateway not ready in {ready_timeout}s:\n{gateway.logs()}")
+
+
+def _popen_uvicorn(
+    port: int, extra_args: tuple[str, ...], env: dict[str, str], log_file: Any
+) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
         [
             sys.executable,
             "-m",
@@ -205,23 +225,10 @@ def start_gateway(
             *extra_args,
         ],
         cwd=ROOT,
-        env={**db.env, **(env or {})},
-        stdout=log.open("wb"),
+        env=env,
+        stdout=log_file,
         stderr=subprocess.STDOUT,
     )
-    gateway = GatewayProcess(process=process, port=port, log_path=log)
-    deadline = time.monotonic() + ready_timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"gateway exited early:\n{gateway.logs()}")
-        try:
-            if httpx.get(f"{gateway.url}/health/ready", timeout=1).status_code == 200:
-                return gateway
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    gateway.stop(signal.SIGKILL)
-    raise RuntimeError(f"gateway not ready in {ready_timeout}s:\n{gateway.logs()}")
 
 
 @pytest.fixture
