@@ -212,7 +212,7 @@ def _popen_uvicorn(
         [
             sys.executable,
             "-m",
-            "uvicorn",
+            "gateway_project.serve",
             "gateway_project.asgi:application",
             "--host",
             "127.0.0.1",

@@ -1,0 +1,27 @@
+"""`python -m gateway_project.serve [uvicorn options]`: uvicorn's own command line, except that a
+SIGTERM ends in exit status 0 once the graceful shutdown is done.
+
+After draining, a single uvicorn process re-raises the signal it stopped on (uvicorn >= 0.29), so
+a clean drain exits 143 and orchestrators log it as a crash. A handler that raises SystemExit(0)
+installed before uvicorn starts is the one uvicorn restores before that re-raise; while it serves,
+uvicorn's own handler is in place and drains as usual. With --workers the supervisor already exits
+0. Plain `python -m uvicorn gateway_project.asgi:application` serves the same application.
+"""
+
+import signal
+from types import FrameType
+
+from uvicorn.main import main as uvicorn_main
+
+
+def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
+def main() -> None:
+    signal.signal(signal.SIGTERM, _exit_cleanly)
+    uvicorn_main(prog_name="python -m gateway_project.serve")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""The container's entrypoint and health check, run as the image runs them (no Docker engine
+needed): migrations applied, production settings, the contract served, SIGTERM exits 0."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import ROOT, free_port
+
+ENTRYPOINT = ROOT / "deploy" / "docker-entrypoint.sh"
+
+
+def healthcheck_command() -> list[str]:
+    """The Dockerfile's HEALTHCHECK exec form, as a list."""
+    text = (ROOT / "Dockerfile").read_text()
+    match = re.search(r"HEALTHCHECK .*?CMD (\[.*?\])\n", text, re.S)
+    assert match, "Dockerfile has no exec-form HEALTHCHECK"
+    import json
+
+    return json.loads(match.group(1))
+
+
+def test_entrypoint_migrates_serves_and_drains_on_sigterm(tmp_path: Path) -> None:
+    port = free_port()
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'gateway.sqlite3'}",
+        "SECRET_KEY": "entrypoint-test-secret",
+        "DEBUG": "0",
+        "GATEWAY_HOST": "127.0.0.1",
+        "GATEWAY_HTTP_PORT": str(port),
+        "GATEWAY_DRAIN_S": "5",
+    }
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    log = tmp_path / "entrypoint.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            ["sh", str(ENTRYPOINT)], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        ready = None
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                ready = httpx.get(f"{base}/health/ready", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        assert ready is not None and ready.status_code == 200, log.read_text()
+
+        check = subprocess.run(
+            healthcheck_command(), env=env, cwd=ROOT, timeout=10, capture_output=True
+        )
+        assert check.returncode == 0, check.stderr
+
+        # Migrated and seeded: the default routing names route (to agents that are not running).
+        response = httpx.post(
+            f"{base}/api/agent/chat",
+            json={
+                "message": "hola",
+                "session_id": 1,
+                "id_empresa": 1,
+                "config": {"modalidad": "citas"},
+            },
+            timeout=10,
+        )
+        assert response.status_code == 200
+        assert response.json()["agent_used"] == "cita"
+        assert response.headers["x-gateway-fallback"] == "connection"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            returncode = process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+            raise
+    assert returncode == 0, log.read_text()
+    assert "Traceback" not in log.read_text()
+
+
+def test_entrypoint_runs_any_other_command() -> None:
+    result = subprocess.run(
+        ["sh", str(ENTRYPOINT), "echo", "one-off"], capture_output=True, text=True, timeout=10
+    )
+    assert result.stdout == "one-off\n"
