@@ -127,6 +127,14 @@ SECURE_PROXY_SSL_HEADER = (
     if env.bool("TRUST_X_FORWARDED_PROTO", default=False)
     else None
 )
+# Admin and docs only (the hot paths never pass through SecurityMiddleware). Secure cookies by
+# default outside DEBUG: the admin is meant to be reached over TLS.
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
 
 # --- CORS (django-cors-headers). "*" allows any origin and never sends credentials. ---
 _cors_origins = env.list("CORS_ALLOWED_ORIGINS", default=[])
