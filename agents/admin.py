@@ -1,15 +1,32 @@
 """The agents admin: thin; writes go through agents.services."""
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from agents.models import Agent, RoutingName
+from agents.models import Agent, RoutingName, normalize_routing_name
 from agents.services import agent_set_enabled
+
+
+class RoutingNameForm(forms.ModelForm):
+    """Normalises before the formset compares rows, so "Citas" and "citas " in one form are
+    reported as a duplicate instead of reaching the database's unique index."""
+
+    class Meta:
+        model = RoutingName
+        fields = ["name"]
+
+    def clean_name(self) -> str:
+        name = normalize_routing_name(self.cleaned_data["name"])
+        if not name:
+            raise forms.ValidationError("Must not be empty or only spaces.")
+        return name
 
 
 class RoutingNameInline(admin.TabularInline):
     model = RoutingName
+    form = RoutingNameForm
     extra = 1
     fields = ["name"]
 

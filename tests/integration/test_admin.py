@@ -1,0 +1,139 @@
+"""The agents admin as admins use it: list, search, filters, actions, inline routing names,
+and validation messages that say how to fix the value."""
+
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from agents.models import Agent, ConfigVersion, RoutingName
+
+pytestmark = pytest.mark.django_db
+
+CHANGELIST = "/admin/agents/agent/"
+
+
+@pytest.fixture
+def admin(admin_client: Client) -> Client:
+    return admin_client
+
+
+def agent_form(agent: Agent, **overrides: Any) -> dict[str, Any]:
+    """The change form as the browser posts it, with the agent's routing names inline."""
+    names = list(agent.routing_names.order_by("name"))
+    data: dict[str, Any] = {
+        "key": agent.key,
+        "name": agent.name,
+        "url": agent.url,
+        "health_url": agent.health_url,
+        "enabled": "on" if agent.enabled else "",
+        "payload_format": agent.payload_format,
+        "timeout_s": agent.timeout_s,
+        "connect_timeout_s": agent.connect_timeout_s,
+        "max_concurrency": agent.max_concurrency,
+        "max_connections": agent.max_connections,
+        "retries": agent.retries,
+        "breaker_fail_max": agent.breaker_fail_max,
+        "breaker_reset_s": agent.breaker_reset_s,
+        "fallback_reply": agent.fallback_reply,
+        "routing_names-TOTAL_FORMS": len(names) + 1,
+        "routing_names-INITIAL_FORMS": len(names),
+        "routing_names-MIN_NUM_FORMS": 0,
+        "routing_names-MAX_NUM_FORMS": 1000,
+    }
+    for index, routing_name in enumerate(names):
+        data[f"routing_names-{index}-id"] = routing_name.pk
+        data[f"routing_names-{index}-agent"] = agent.pk
+        data[f"routing_names-{index}-name"] = routing_name.name
+    data[f"routing_names-{len(names)}-agent"] = agent.pk
+    data[f"routing_names-{len(names)}-name"] = ""
+    data.update(overrides)
+    return {k: v for k, v in data.items() if v != "" or k.endswith("-name")}
+
+
+def version() -> int:
+    return ConfigVersion.objects.get(name="agents").version
+
+
+def test_list_shows_the_agents_with_their_routing_names(admin: Client) -> None:
+    page = admin.get(CHANGELIST).content.decode()
+    for text in ("cita", "http://127.0.0.1:8002/api/chat", "cita, citas", "citas y ventas"):
+        assert text in page
+    assert 'name="form-0-enabled"' in page  # enabled is editable in the list
+
+
+def test_search_and_filter(admin: Client) -> None:
+    page = admin.get(CHANGELIST, {"q": "reservas"}).content.decode()
+    assert "8003" in page and "8002" not in page
+    Agent.objects.filter(key="venta").update(enabled=False)
+    page = admin.get(CHANGELIST, {"enabled__exact": "0"}).content.decode()
+    assert "8001" in page and "8002" not in page
+
+
+def test_disable_and_enable_actions_bump_the_config_version(admin: Client) -> None:
+    ids = list(Agent.objects.filter(key__in=["cita", "venta"]).values_list("pk", flat=True))
+    before = version()
+    response = admin.post(
+        CHANGELIST, {"action": "disable_selected", "_selected_action": ids}, follow=True
+    )
+    assert "Disabled 2 agent(s)." in response.content.decode()
+    assert set(Agent.objects.filter(enabled=False).values_list("key", flat=True)) == {
+        "cita",
+        "venta",
+    }
+    assert version() > before
+    admin.post(CHANGELIST, {"action": "enable_selected", "_selected_action": ids})
+    assert not Agent.objects.filter(enabled=False).exists()
+
+
+def test_a_routing_name_added_inline_is_stored_normalised(admin: Client) -> None:
+    cita = Agent.objects.get(key="cita")
+    response = admin.post(
+        f"{CHANGELIST}{cita.pk}/change/", agent_form(cita, **{"routing_names-2-name": "  Agenda "})
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert RoutingName.objects.get(name="agenda").agent == cita
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"timeout_s": "500"}, "Must be at most 120 s; lower it to 120 or less."),
+        ({"timeout_s": "0.1"}, "Must be at least 0.5 s; raise it to 0.5 or more."),
+        ({"max_concurrency": "0"}, "Must be at least 1; raise it to 1 or more."),
+        ({"max_concurrency": "5000"}, "Must be at most 1000; lower it to 1000 or less."),
+        ({"url": "ftp://h/x"}, "Enter an http:// or https:// URL"),
+        ({"connect_timeout_s": "30", "timeout_s": "10"}, "Must not exceed the timeout"),
+        ({"routing_names-2-name": " VENTAS "}, "already exists"),
+    ],
+)
+def test_bad_values_get_messages_that_say_how_to_fix_them(
+    admin: Client, overrides: dict[str, str], message: str
+) -> None:
+    cita = Agent.objects.get(key="cita")
+    before = version()
+    response = admin.post(f"{CHANGELIST}{cita.pk}/change/", agent_form(cita, **overrides))
+    assert response.status_code == 200
+    assert message in response.content.decode()
+    assert version() == before
+
+
+def test_the_same_routing_name_twice_in_one_form_is_an_error_not_a_crash(admin: Client) -> None:
+    cita = Agent.objects.get(key="cita")
+    form = agent_form(cita, **{"routing_names-2-name": "Agenda", "routing_names-3-name": "agenda "})
+    form["routing_names-TOTAL_FORMS"] = 4
+    form["routing_names-3-agent"] = cita.pk
+    response = admin.post(f"{CHANGELIST}{cita.pk}/change/", form)
+    assert response.status_code == 200
+    assert "Please correct the duplicate data for name" in response.content.decode()
+    assert not RoutingName.objects.filter(name="agenda").exists()
+
+
+def test_a_second_fallback_route_is_refused_with_a_clear_message(admin: Client) -> None:
+    Agent.objects.filter(key="venta").update(is_fallback_route=True)
+    cita = Agent.objects.get(key="cita")
+    response = admin.post(
+        f"{CHANGELIST}{cita.pk}/change/", agent_form(cita, is_fallback_route="on")
+    )
+    assert response.status_code == 200
+    assert "Another agent is already the fallback route" in response.content.decode()
