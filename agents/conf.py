@@ -26,6 +26,8 @@ class GatewaySettings:
     registry_poll_interval_s: float
     health_check_timeout_s: float
     log_message_preview: int
+    rate_limit_per_minute: int
+    rate_limit_storage_uri: str
 
     @property
     def user_agent(self) -> str:
@@ -44,6 +46,8 @@ class GatewaySettings:
             registry_poll_interval_s=float(settings.REGISTRY_POLL_INTERVAL_S),
             health_check_timeout_s=float(settings.HEALTH_CHECK_TIMEOUT_S),
             log_message_preview=int(settings.LOG_MESSAGE_PREVIEW),
+            rate_limit_per_minute=int(settings.RATE_LIMIT_PER_MINUTE),
+            rate_limit_storage_uri=str(settings.RATE_LIMIT_STORAGE_URI),
         )
 
 

@@ -1,9 +1,11 @@
 """Reads from the database (sync ORM; never called on the async hot path)."""
 
-from agents.models import Agent, ConfigVersion
+from agents.keys import KeyEntry
+from agents.models import Agent, ApiKey, ConfigVersion
 from agents.specs import AgentSpec
 
 AGENTS_VERSION = "agents"
+API_KEYS_VERSION = "api_keys"
 
 
 def config_version_get(*, name: str = AGENTS_VERSION) -> int:
@@ -20,3 +22,27 @@ def agent_specs_load() -> tuple[int, list[AgentSpec]]:
         AgentSpec.from_agent(agent, [r.name for r in agent.routing_names.all()]) for agent in agents
     ]
     return version, specs
+
+
+def config_versions_get() -> dict[str, int]:
+    """Every configuration version in one query (the poller's only read per interval)."""
+    return dict(ConfigVersion.objects.values_list("name", "version"))
+
+
+def api_keys_load() -> tuple[int, list[tuple[str, KeyEntry]]]:
+    """Every API key as (digest, KeyEntry), with the version it was read at (read first)."""
+    version = config_version_get(name=API_KEYS_VERSION)
+    keys = ApiKey.objects.prefetch_related("allowed_agents")
+    return version, [
+        (
+            key.key_hash,
+            KeyEntry(
+                id=key.pk,
+                name=key.name,
+                enabled=key.enabled,
+                allowed_agents=frozenset(a.key for a in key.allowed_agents.all()) or None,
+                requests_per_minute=key.requests_per_minute,
+            ),
+        )
+        for key in keys
+    ]

@@ -1,9 +1,12 @@
 """Writes to the agent configuration. Every write path ends in `config_version_bump`."""
 
+from datetime import UTC, datetime
+
 from django.db import transaction
 from django.db.models import F
 
-from agents.models import Agent, ConfigVersion
+from agents.keys import PREFIX_LENGTH, key_digest, key_generate
+from agents.models import Agent, ApiKey, ConfigVersion
 from agents.selectors import AGENTS_VERSION
 
 
@@ -12,10 +15,9 @@ def config_version_bump(*, name: str = AGENTS_VERSION) -> None:
     updated = ConfigVersion.objects.filter(name=name).update(version=F("version") + 1)
     if not updated:
         ConfigVersion.objects.get_or_create(name=name, defaults={"version": 1})
-    if name == AGENTS_VERSION:
-        from agents.sync import registry_sync
+    from agents.sync import registry_sync
 
-        transaction.on_commit(registry_sync.refresh_now)
+    transaction.on_commit(registry_sync.refresh_now)
 
 
 def agent_set_enabled(*, keys: list[str], enabled: bool) -> int:
@@ -24,3 +26,26 @@ def agent_set_enabled(*, keys: list[str], enabled: bool) -> int:
         if count:
             config_version_bump()
     return count
+
+
+def api_key_create(*, name: str, **fields: object) -> tuple[ApiKey, str]:
+    """Create a key row; returns it with the plain key, which is not stored anywhere."""
+    plain = key_generate()
+    api_key = ApiKey(name=name, **fields)
+    api_key_set_secret(api_key, plain)
+    api_key.full_clean()
+    api_key.save()
+    return api_key, plain
+
+
+def api_key_set_secret(api_key: ApiKey, plain: str) -> None:
+    api_key.key_hash = key_digest(plain)
+    api_key.prefix = plain[:PREFIX_LENGTH]
+
+
+def api_keys_mark_used(used: dict[int, float]) -> None:
+    """Write `last_used_at` for keys used since the last write (no version bump: not config)."""
+    for key_id, used_at in used.items():
+        ApiKey.objects.filter(pk=key_id).update(
+            last_used_at=datetime.fromtimestamp(used_at, tz=UTC)
+        )

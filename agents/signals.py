@@ -1,20 +1,28 @@
-"""Keep every process's registry in step with the database.
+"""Keep every process's in-memory configuration in step with the database.
 
 Any save or delete of an Agent or RoutingName bumps the `agents` ConfigVersion in the same
-transaction; after commit, the saving process refreshes its own registry at once, and every other
-worker sees the new version on its next poll (agents/sync.py).
+transaction, and any change to an ApiKey (its allowed agents included) bumps `api_keys`; after
+commit, the saving process refreshes at once, and every other worker sees the new version on its
+next poll (agents/sync.py).
 """
 
 from typing import Any
 
-from django.db.models.signals import post_delete, post_save
+from django.db.models.signals import m2m_changed, post_delete, post_save
 
-from agents.models import Agent, RoutingName
+from agents.models import Agent, ApiKey, RoutingName
+from agents.selectors import AGENTS_VERSION, API_KEYS_VERSION
 from agents.services import config_version_bump
 
 
 def _agents_changed(**_: Any) -> None:
-    config_version_bump()
+    config_version_bump(name=AGENTS_VERSION)
+
+
+def _api_keys_changed(*, action: str = "", **_: Any) -> None:
+    if action and not action.startswith("post_"):
+        return  # m2m_changed fires pre_ and post_; one bump is enough
+    config_version_bump(name=API_KEYS_VERSION)
 
 
 def connect() -> None:
@@ -25,3 +33,8 @@ def connect() -> None:
         post_delete.connect(
             _agents_changed, sender=model, dispatch_uid=f"agents-delete-{model.__name__}"
         )
+    post_save.connect(_api_keys_changed, sender=ApiKey, dispatch_uid="api-keys-save")
+    post_delete.connect(_api_keys_changed, sender=ApiKey, dispatch_uid="api-keys-delete")
+    m2m_changed.connect(
+        _api_keys_changed, sender=ApiKey.allowed_agents.through, dispatch_uid="api-keys-agents"
+    )

@@ -1,10 +1,11 @@
-"""RegistrySync: keeps this process's registry in step with the database.
+"""RegistrySync: keeps this process's agent registry and API keys in step with the database.
 
-A daemon thread polls the `agents` ConfigVersion every REGISTRY_POLL_INTERVAL_S (one indexed
-read) and reloads the agents when it moved, so a change saved in any process reaches every worker
-within about one interval, on SQLite and PostgreSQL alike. The saving process does not wait for
-the poll: `refresh_now` runs after its commit. If the database is unreachable the registry keeps
-the agents it last loaded and the poller keeps trying.
+A daemon thread reads the ConfigVersion rows every REGISTRY_POLL_INTERVAL_S (one small query)
+and reloads the agents or the keys when their version moved, so a change saved in any process
+reaches every worker within about one interval, on SQLite and PostgreSQL alike. The saving
+process does not wait for the poll: `refresh_now` runs after its commit. If the database is
+unreachable the process keeps the agents and keys it last loaded and the poller keeps trying.
+The same thread writes API keys' `last_used_at` in batches.
 """
 
 import asyncio
@@ -14,15 +15,24 @@ import threading
 from django.db import close_old_connections, connection
 
 from agents.conf import gateway_settings
+from agents.keys import KeyStore, key_store
 from agents.registry import AgentRegistry, registry
-from agents.selectors import agent_specs_load, config_version_get
+from agents.selectors import (
+    AGENTS_VERSION,
+    API_KEYS_VERSION,
+    agent_specs_load,
+    api_keys_load,
+    config_versions_get,
+)
+from agents.services import api_keys_mark_used
 
 logger = logging.getLogger("gateway.registry")
 
 
 class RegistrySync:
-    def __init__(self, target: AgentRegistry) -> None:
+    def __init__(self, target: AgentRegistry, keys: KeyStore) -> None:
         self._registry = target
+        self._keys = keys
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -62,11 +72,13 @@ class RegistrySync:
     def _load_once(self) -> None:
         try:
             version, specs = agent_specs_load()
+            keys_version, keys = api_keys_load()
         except Exception:
             self._db_failed()
             return
         self.db_ok = True
         self._registry.apply(version, specs)
+        self._keys.apply(keys_version, keys)
 
     def _poll_forever(self) -> None:
         while not self._stop.is_set():
@@ -76,12 +88,16 @@ class RegistrySync:
                 break
             close_old_connections()
             try:
-                version = config_version_get()
+                versions = config_versions_get()
+                api_keys_mark_used(self._keys.take_due_uses())
             except Exception:
                 self._db_failed()
                 continue
             self.db_ok = True
-            if version != self._registry.snapshot.version:
+            if (
+                versions.get(AGENTS_VERSION, 0) != self._registry.snapshot.version
+                or versions.get(API_KEYS_VERSION, 0) != self._keys.version
+            ):
                 self._load_once()
         connection.close()
 
@@ -99,4 +115,4 @@ class RegistrySync:
             logger.debug("closing a broken connection failed", exc_info=True)
 
 
-registry_sync = RegistrySync(registry)
+registry_sync = RegistrySync(registry, key_store)

@@ -14,6 +14,7 @@ import gateway_project
 from chat import messages
 from chat.api import router as chat_router
 from chat.errors import contract_detail
+from gateway_project.ratelimit import RateLimited
 from gateway_project.responses import detail_response
 
 logger = logging.getLogger("gateway.api")
@@ -35,7 +36,7 @@ api = NinjaAPI(
     title="Agent gateway",
     version=gateway_project.__version__,
     description="Routes n8n chat requests to the AI agent for their modalidad. "
-    "Contract: shared/CONTRACT.md.",
+    "Contract: docs/CONTRACT.md.",
     parser=OrjsonParser(),
     renderer=OrjsonRenderer(),
     urls_namespace="api",
@@ -51,6 +52,11 @@ def _validation_error(request: HttpRequest, exc: ValidationError) -> HttpRespons
 @api.exception_handler(AuthenticationError)
 def _unauthorized(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
     return detail_response(401, messages.UNAUTHORIZED, {"WWW-Authenticate": "Bearer"})
+
+
+@api.exception_handler(RateLimited)
+def _rate_limited(request: HttpRequest, exc: RateLimited) -> HttpResponse:
+    return detail_response(429, messages.RATE_LIMITED, {"Retry-After": str(exc.retry_after_s)})
 
 
 @api.exception_handler(HttpError)

@@ -1,9 +1,11 @@
-"""Gateway authentication: `X-API-Key: <key>` or `Authorization: Bearer <key>`.
+"""Gateway authentication and per-caller rate limits.
 
-Keys come from GATEWAY_API_KEY (one, or a comma-separated list). With none configured, auth is
-off and every caller is anonymous. Keys are compared as SHA-256 digests with
-`hmac.compare_digest`, against every configured key, so timing says nothing about which matched.
-Natively async, so ninja runs it without a thread hop.
+A caller presents `X-API-Key: <key>` or `Authorization: Bearer <key>` (never the query string).
+Keys come from the admin (agents.ApiKey, cached in memory by agents.keys.key_store, so no database
+query per request) and from GATEWAY_API_KEY (one, or a comma-separated list). With neither
+configured, auth is off and callers are told apart by client IP for rate limiting. Env keys are
+compared as SHA-256 digests with `hmac.compare_digest` against every configured key; admin keys
+are found by their digest. Natively async, so ninja runs it without a thread hop.
 """
 
 import hashlib
@@ -14,20 +16,21 @@ from django.http import HttpRequest
 from ninja.security import APIKeyHeader
 
 from agents.conf import gateway_settings
+from agents.keys import key_store
+from gateway_project.ratelimit import rate_limiter
 
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling: `name` for logs and rate limits (never the key itself)."""
+    """Who is calling: `name` for logs (never the key itself), `rate_identity` for limits."""
 
     name: str
+    rate_identity: str
+    requests_per_minute: int
     allowed_agents: frozenset[str] | None = None  # None: every agent
 
     def may_use(self, agent_key: str) -> bool:
         return self.allowed_agents is None or agent_key in self.allowed_agents
-
-
-ANONYMOUS = Principal(name="anonymous")
 
 
 def _digest(key: str) -> bytes:
@@ -45,13 +48,43 @@ def presented_key(request: HttpRequest) -> str | None:
     return None
 
 
-def env_key_principal(key: str) -> Principal | None:
+def auth_enabled() -> bool:
+    return bool(gateway_settings.api_keys) or key_store.configured
+
+
+def principal_for(request: HttpRequest) -> Principal | None:
+    """The caller, or None when auth is on and no valid key was presented."""
+    default_rpm = gateway_settings.rate_limit_per_minute
+    if not auth_enabled():
+        client_ip = request.META.get("REMOTE_ADDR") or "unknown"
+        return Principal(
+            name="anonymous", rate_identity=f"ip:{client_ip}", requests_per_minute=default_rpm
+        )
+    key = presented_key(request)
+    if key is None:
+        return None
+    entry = key_store.lookup(key)
+    if entry is not None:
+        key_store.mark_used(entry)
+        return Principal(
+            name=entry.name,
+            rate_identity=f"key:{entry.id}",
+            requests_per_minute=entry.requests_per_minute or default_rpm,
+            allowed_agents=entry.allowed_agents,
+        )
+    return _env_key_principal(key, default_rpm)
+
+
+def _env_key_principal(key: str, requests_per_minute: int) -> Principal | None:
     """Match against GATEWAY_API_KEY; the principal is named by the key's position."""
     digest = _digest(key)
     found: Principal | None = None
     for index, configured in enumerate(gateway_settings.api_keys):
         if hmac.compare_digest(digest, _digest(configured)):
-            found = Principal(name=f"env-key-{index + 1}")
+            name = f"env-key-{index + 1}"
+            found = Principal(
+                name=name, rate_identity=name, requests_per_minute=requests_per_minute
+            )
     return found
 
 
@@ -60,12 +93,10 @@ class GatewayKeyAuth(APIKeyHeader):
     is_async = True
 
     async def __call__(self, request: HttpRequest) -> Principal | None:  # type: ignore[override]
-        if not gateway_settings.api_keys:
-            return ANONYMOUS
-        key = presented_key(request)
-        if key is None:
-            return None
-        return env_key_principal(key)
+        principal = principal_for(request)
+        if principal is not None:
+            await rate_limiter.check(principal.rate_identity, principal.requests_per_minute)
+        return principal
 
     def authenticate(self, request: HttpRequest, key: str | None) -> Principal | None:
         raise NotImplementedError  # __call__ does the work

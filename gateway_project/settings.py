@@ -166,6 +166,14 @@ CHAT_MAX_BODY_BYTES = 512 * 1024  # the contract's limit
 REGISTRY_POLL_INTERVAL_S = env.float("REGISTRY_POLL_INTERVAL_S", default=1.0)
 HEALTH_CHECK_TIMEOUT_S = env.float("HEALTH_CHECK_TIMEOUT_S", default=2.0)
 LOG_MESSAGE_PREVIEW = env.int("LOG_MESSAGE_PREVIEW", default=40)
+# Requests per minute per caller (API key; client IP when auth is off); 0 turns limiting off.
+# API keys in the admin may set their own. Shared across workers and instances through Redis.
+RATE_LIMIT_PER_MINUTE = env.int("RATE_LIMIT_PER_MINUTE", default=1200)
+_redis_url = env.str("REDIS_URL", default="")
+RATE_LIMIT_STORAGE_URI = env.str(
+    "RATE_LIMIT_STORAGE_URI",
+    default=f"async+{_redis_url}" if _redis_url.startswith("redis") else "async+memory://",
+)
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
 
 LOGGING = {

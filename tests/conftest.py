@@ -32,15 +32,19 @@ def _fast_settings(settings: Any) -> None:
 
 @pytest.fixture(autouse=True)
 def _fresh_registry() -> Iterator[None]:
-    """Every test starts with an empty, unstarted registry and ends with its poller stopped."""
+    """Every test starts with an empty, unstarted registry and key store and ends with the
+    poller stopped."""
+    from agents.keys import key_store
     from agents.registry import registry
     from agents.sync import registry_sync
 
     registry_sync.stop()
     registry.clear()
+    key_store.clear()
     yield
     registry_sync.stop()
     registry.clear()
+    key_store.clear()
 
 
 @pytest.fixture

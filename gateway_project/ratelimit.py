@@ -1,0 +1,95 @@
+"""Per-caller rate limits for the chat endpoint (the contract's 429 + Retry-After).
+
+Built on `limits` (the library behind Flask-Limiter and SlowAPI) because it has natively async
+storages: in-process memory by default, and Redis (redis-py's asyncio client) when REDIS_URL is
+set, so every worker of every instance shares one budget per caller without a thread hop or a
+blocking call on the event loop. The strategy is a sliding-window counter: two counters per
+caller, no burst of twice the limit at a window edge.
+
+When the storage fails (Redis down), requests are allowed and a warning is logged at most once a
+minute: chat keeps working and rate limiting resumes when Redis is back.
+"""
+
+import asyncio
+import logging
+import math
+import time
+from typing import Any
+
+from limits import RateLimitItem, RateLimitItemPerMinute
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
+from limits.storage import storage_from_string
+
+from agents.conf import gateway_settings
+
+logger = logging.getLogger("gateway.ratelimit")
+
+_DEGRADED_LOG_INTERVAL_S = 60.0
+_NAMESPACE = "chat"
+
+
+class RateLimited(Exception):
+    def __init__(self, retry_after_s: int) -> None:
+        super().__init__(f"rate limited; retry after {retry_after_s}s")
+        self.retry_after_s = retry_after_s
+
+
+class RateLimiter:
+    def __init__(self) -> None:
+        # The async storages bind to the event loop they are first used on.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._strategy: SlidingWindowCounterRateLimiter | None = None
+        self._items: dict[int, RateLimitItem] = {}
+        self._degraded_logged_at = -math.inf
+
+    def _strategy_for_loop(self) -> SlidingWindowCounterRateLimiter:
+        loop = asyncio.get_running_loop()
+        if self._strategy is None or self._loop is not loop:
+            options: dict[str, Any] = {}
+            uri = gateway_settings.rate_limit_storage_uri
+            if uri.startswith("async+redis"):
+                options = {"implementation": "redispy", "socket_timeout": 0.5}
+            self._strategy = SlidingWindowCounterRateLimiter(storage_from_string(uri, **options))
+            self._loop = loop
+        return self._strategy
+
+    def _item(self, per_minute: int) -> RateLimitItem:
+        item = self._items.get(per_minute)
+        if item is None:
+            item = self._items[per_minute] = RateLimitItemPerMinute(
+                per_minute, namespace=_NAMESPACE
+            )
+        return item
+
+    async def check(self, identity: str, per_minute: int) -> None:
+        """Count one request for `identity`; raise RateLimited when its budget is spent."""
+        if per_minute <= 0:
+            return
+        item = self._item(per_minute)
+        try:
+            strategy = self._strategy_for_loop()
+            if await strategy.hit(item, identity):
+                return
+            stats = await strategy.get_window_stats(item, identity)
+        except Exception:
+            self._log_degraded()
+            return
+        raise RateLimited(max(1, math.ceil(stats.reset_time - time.time())))
+
+    def _log_degraded(self) -> None:
+        now = time.monotonic()
+        if now - self._degraded_logged_at >= _DEGRADED_LOG_INTERVAL_S:
+            self._degraded_logged_at = now
+            logger.warning(
+                "rate limit storage unreachable; allowing requests",
+                exc_info=True,
+                extra={"event": "rate_limit_degraded"},
+            )
+
+    def reset(self) -> None:
+        """Forget every counter (tests)."""
+        self._strategy = None
+        self._loop = None
+
+
+rate_limiter = RateLimiter()
