@@ -137,3 +137,22 @@ def test_a_second_fallback_route_is_refused_with_a_clear_message(admin: Client) 
     )
     assert response.status_code == 200
     assert "Another agent is already the fallback route" in response.content.decode()
+
+
+def test_admin_login_locks_out_password_guessing(client: Client, django_user_model) -> None:
+    from django.core.cache import cache
+
+    cache.clear()
+    django_user_model.objects.create_superuser("root", "root@example.com", "right-password-42")
+    login = "/admin/login/"
+    for _ in range(5):
+        response = client.post(login, {"username": "root", "password": "wrong"})
+        assert response.status_code == 200  # the form again, with its error
+    locked = client.post(login, {"username": "ROOT ", "password": "right-password-42"})
+    assert locked.status_code == 429
+    assert int(locked["Retry-After"]) == 900
+    assert "_auth_user_id" not in client.session
+
+    cache.clear()  # the lockout expired
+    ok = client.post(login, {"username": "root", "password": "right-password-42"})
+    assert ok.status_code == 302

@@ -1,0 +1,59 @@
+"""The admin site, with its login protected against password guessing.
+
+Failed logins are counted in the Django cache (shared by every worker when Redis is configured)
+per username and per client IP over a sliding ADMIN_LOGIN_LOCKOUT_S; past the limit, further
+attempts get a 429 page with Retry-After without checking the password, so guessing costs the
+attacker the whole lockout whatever they try. A successful login clears the username's count.
+"""
+
+from typing import Any
+
+from django.conf import settings
+from django.contrib import admin
+from django.contrib.admin.apps import AdminConfig
+from django.core.cache import cache
+from django.http import HttpRequest, HttpResponse
+
+_LOCKED_PAGE = (
+    "<!doctype html><title>Too many attempts</title>"
+    "<h1>Too many failed logins</h1><p>Try again in {minutes} minutes.</p>"
+)
+
+
+def _counter_keys(request: HttpRequest) -> list[tuple[str, int]]:
+    username = str(request.POST.get("username", "")).strip().lower()[:150]
+    client_ip = request.META.get("REMOTE_ADDR") or "unknown"
+    return [
+        (f"admin-login-fail:user:{username}", settings.ADMIN_LOGIN_MAX_FAILURES),
+        (f"admin-login-fail:ip:{client_ip}", settings.ADMIN_LOGIN_MAX_FAILURES * 4),
+    ]
+
+
+class GatewayAdminSite(admin.AdminSite):
+    site_header = "Agent gateway"
+    site_title = "Agent gateway admin"
+
+    def login(self, request: HttpRequest, extra_context: dict[str, Any] | None = None):
+        if request.method != "POST":
+            return super().login(request, extra_context)
+        keys = _counter_keys(request)
+        lockout_s = settings.ADMIN_LOGIN_LOCKOUT_S
+        if any(cache.get(key, 0) >= limit for key, limit in keys):
+            response = HttpResponse(
+                _LOCKED_PAGE.format(minutes=max(1, lockout_s // 60)), status=429
+            )
+            response["Retry-After"] = str(lockout_s)
+            return response
+        response = super().login(request, extra_context)
+        if request.user.is_authenticated:
+            cache.delete(keys[0][0])
+        else:
+            for key, _limit in keys:
+                cache.add(key, 0, lockout_s)
+                cache.incr(key)
+                cache.touch(key, lockout_s)
+        return response
+
+
+class GatewayAdminConfig(AdminConfig):
+    default_site = "gateway_project.admin_site.GatewayAdminSite"
