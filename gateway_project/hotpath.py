@@ -133,11 +133,21 @@ class HotPathHandler(ASGIHandler):
     def _json_errors(self, get_response: Any) -> Any:
         async def inner(request: HttpRequest) -> HttpResponseBase:
             try:
-                return await get_response(request)  # type: ignore[no-any-return]
+                response: HttpResponseBase = await get_response(request)
             except (Http404, Resolver404):
                 return detail_response(404, messages.NOT_FOUND)
             except Exception:
                 logger.exception("unhandled error on the hot path", extra={"event": "http_error"})
                 return detail_response(500, messages.INTERNAL_ERROR)
+            if response.status_code == 405 and not response.get("Content-Type", "").startswith(
+                "application/json"
+            ):
+                # A method no view declares (TRACE, QUERY, ...) gets Django's HTML 405. The one
+                # hot path taking POST is the chat endpoint, whose other methods only exist to
+                # answer this 405, so POST is all it allows.
+                allowed = response.get("Allow", "")
+                allow = "POST" if "POST" in allowed.split(", ") else allowed
+                return detail_response(405, messages.METHOD_NOT_ALLOWED, {"Allow": allow})
+            return response
 
         return inner

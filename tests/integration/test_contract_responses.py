@@ -182,7 +182,9 @@ async def test_unrouted_modalidad_goes_to_the_fallback_route(
     assert any(getattr(r, "event", None) == "unrouted_modalidad" for r in caplog.records)
 
 
-@pytest.mark.parametrize("method", ["GET", "PUT", "PATCH", "DELETE", "OPTIONS"])
+@pytest.mark.parametrize(
+    "method", ["GET", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "QUERY", "FOO"]
+)
 async def test_other_methods_get_405(gateway, method):
     response = await gateway.request(method, CHAT)
     assert response.status_code == 405
