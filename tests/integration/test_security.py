@@ -245,3 +245,36 @@ class TestCors:
             cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
         )  # fmt: skip
         assert result.stdout.strip() == "True False", result.stderr
+
+
+def test_no_key_reaches_the_logs(live_db, gateway_process, fault_agent):
+    """Every configured key, a presented wrong key and the tenant api_key: never in any line,
+    at DEBUG, across answered, refused, failed and invalid requests."""
+    admin_key = live_db.python(
+        "from agents.models import Agent, RoutingName\n"
+        "from agents.services import api_key_create\n"
+        f"a = Agent.objects.create(key='cita', name='Cita', url='{fault_agent.url('/ok')}')\n"
+        "RoutingName.objects.create(agent=a, name='cita')\n"
+        f"b = Agent.objects.create(key='venta', name='V', url='{fault_agent.url('/status/500')}')\n"
+        "RoutingName.objects.create(agent=b, name='venta')\n"
+        "print(api_key_create(name='n8n')[1])"
+    ).strip()
+    env_key = "env-key-Zq81-never-logged"
+    tenant_key = "tenant-secret-Kd02-never-logged"
+    wrong_key = "wrong-key-Pw77-never-logged"
+    gateway = gateway_process(env={"GATEWAY_API_KEY": env_key, "LOG_LEVEL": "DEBUG"})
+    url = f"{gateway.url}{CHAT}"
+    for headers, body in [
+        ({"X-API-Key": admin_key}, chat_body(api_key=tenant_key)),
+        ({"Authorization": f"Bearer {env_key}"}, chat_body(api_key=tenant_key)),
+        ({"X-API-Key": env_key}, chat_body(api_key=tenant_key, config={"modalidad": "venta"})),
+        ({"X-API-Key": admin_key}, chat_body(api_key=tenant_key, session_id="x")),
+        ({"X-API-Key": wrong_key}, chat_body(api_key=tenant_key)),
+        ({}, chat_body(api_key=tenant_key)),
+    ]:
+        httpx.post(url, json=body, headers=headers, timeout=10)
+    httpx.post(f"{url}?api_key={env_key}", json=chat_body(), timeout=10)
+    logs = gateway.stop() == 0 and gateway.logs()
+    assert logs and '"status":200' in logs and '"status":401' in logs
+    for secret in (admin_key, env_key, tenant_key, wrong_key):
+        assert secret not in logs
