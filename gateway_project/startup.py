@@ -6,13 +6,14 @@ from django.conf import settings
 
 from agents.conf import gateway_settings
 from agents.registry import registry
+from gateway_project.auth import auth_enabled
 
 logger = logging.getLogger("gateway.startup")
 
 
 def log_startup() -> None:
     snapshot = registry.snapshot
-    auth_on = bool(gateway_settings.api_keys)
+    auth_on = auth_enabled()
     logger.info(
         "gateway started",
         extra={
