@@ -1,17 +1,22 @@
 """The agents admin: thin; writes go through agents.services."""
 
+import json
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import URLPattern, path, reverse
+from django.utils.text import capfirst
 
 from agents.keys import key_generate
 from agents.models import Agent, ApiKey, RoutingName, normalize_routing_name
 from agents.services import agent_set_enabled, api_key_set_secret
+from agents.transfer import ROUTING_NAMES_FIELD, ImportRejected, agents_export, agents_import
+
+MAX_IMPORT_BYTES = 2 * 1024 * 1024
 
 
 class RoutingNameForm(forms.ModelForm):
@@ -27,6 +32,13 @@ class RoutingNameForm(forms.ModelForm):
         if not name:
             raise forms.ValidationError("Must not be empty or only spaces.")
         return name
+
+
+class AgentImportForm(forms.Form):
+    file = forms.FileField(help_text="A .json file: a list of agent objects.")
+    dry_run = forms.BooleanField(
+        required=False, initial=True, help_text="Check and report only; write nothing."
+    )
 
 
 class RoutingNameInline(admin.TabularInline):
@@ -74,13 +86,90 @@ class AgentAdmin(admin.ModelAdmin):
 
     @admin.action(description="Enable selected agents")
     def enable_selected(self, request: HttpRequest, queryset: QuerySet[Agent]) -> None:
-        count = agent_set_enabled(keys=list(queryset.values_list("key", flat=True)), enabled=True)
-        self.message_user(request, f"Enabled {count} agent(s).", messages.SUCCESS)
+        self._set_enabled(request, queryset, enabled=True)
 
     @admin.action(description="Disable selected agents")
     def disable_selected(self, request: HttpRequest, queryset: QuerySet[Agent]) -> None:
-        count = agent_set_enabled(keys=list(queryset.values_list("key", flat=True)), enabled=False)
-        self.message_user(request, f"Disabled {count} agent(s).", messages.SUCCESS)
+        self._set_enabled(request, queryset, enabled=False)
+
+    def _set_enabled(self, request: HttpRequest, queryset: QuerySet[Agent], *, enabled: bool):
+        agents = list(queryset.exclude(enabled=enabled))
+        count = agent_set_enabled(keys=[a.key for a in agents], enabled=enabled)
+        verb = "Enabled" if enabled else "Disabled"
+        for agent in agents:  # the admin's history shows who did it, like an edit
+            self.log_change(request, agent, _changed_message(["enabled"]))
+        self.message_user(request, f"{verb} {count} agent(s).", messages.SUCCESS)
+
+    # -- import / export (the JSON of manage.py import_agents / export_agents) -----------------
+
+    def get_urls(self) -> list[URLPattern]:
+        view = self.admin_site.admin_view
+        return [
+            path("import/", view(self.import_view), name="agents_agent_import"),
+            path("export/", view(self.export_view), name="agents_agent_export"),
+            *super().get_urls(),
+        ]
+
+    def export_view(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_view_permission(request):
+            return HttpResponse(status=403)
+        response = JsonResponse(
+            agents_export(), safe=False, json_dumps_params={"indent": 2, "ensure_ascii": False}
+        )
+        response["Content-Disposition"] = 'attachment; filename="agents.json"'
+        return response
+
+    def import_view(self, request: HttpRequest) -> HttpResponse:
+        if not (self.has_add_permission(request) and self.has_change_permission(request)):
+            return HttpResponse(status=403)
+        context: dict[str, Any] = {
+            **self.admin_site.each_context(request),
+            "title": "Import agents",
+            "opts": self.opts,
+            "changelist_url": reverse("admin:agents_agent_changelist"),
+        }
+        form = AgentImportForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and form.is_valid():
+            dry_run = form.cleaned_data["dry_run"]
+            try:
+                rows = _read_upload(form.cleaned_data["file"])
+                report = agents_import(rows, dry_run=dry_run)
+            except ImportRejected as exc:
+                context["errors"] = exc.errors
+            else:
+                context["report_lines"] = report.lines()
+                context["dry_run"] = dry_run
+                if not dry_run:
+                    self._log_import(request, report.created, report.changed)
+        context["form"] = form
+        return TemplateResponse(request, "admin/agents/agent/import_form.html", context)
+
+    def _log_import(self, request: HttpRequest, created: list[str], changed: dict) -> None:
+        for agent in Agent.objects.filter(key__in=[*created, *changed]):
+            if agent.key in created:
+                self.log_addition(request, agent, [{"added": {}}])
+            else:
+                self.log_change(request, agent, _changed_message(changed[agent.key]))
+
+
+def _changed_message(fields: list[str]) -> list[dict[str, Any]]:
+    """A LogEntry change message naming fields by their labels, as the change form does."""
+    labels = [
+        "Routing names"
+        if name == ROUTING_NAMES_FIELD
+        else capfirst(Agent._meta.get_field(name).verbose_name)
+        for name in fields
+    ]
+    return [{"changed": {"fields": labels}}]
+
+
+def _read_upload(upload: Any) -> Any:
+    if upload.size > MAX_IMPORT_BYTES:
+        raise ImportRejected([f"the file is larger than {MAX_IMPORT_BYTES // 1024} KB"])
+    try:
+        return json.loads(upload.read().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ImportRejected([f"the file is not valid JSON: {exc}"]) from exc
 
 
 @admin.register(ApiKey)

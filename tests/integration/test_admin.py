@@ -156,3 +156,44 @@ def test_admin_login_locks_out_password_guessing(client: Client, django_user_mod
     cache.clear()  # the lockout expired
     ok = client.post(login, {"username": "root", "password": "right-password-42"})
     assert ok.status_code == 302
+
+
+def test_export_and_import_from_the_admin(admin: Client) -> None:
+    import json
+
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    exported = admin.get("/admin/agents/agent/export/")
+    assert exported["Content-Disposition"] == 'attachment; filename="agents.json"'
+    rows = json.loads(exported.content)
+    assert [r["key"] for r in rows] == ["cita", "citas_ventas", "reserva", "venta"]
+
+    rows[0]["timeout_s"] = 9
+    upload = json.dumps(rows).encode()
+    preview = admin.post(
+        "/admin/agents/agent/import/",
+        {"file": SimpleUploadedFile("a.json", upload), "dry_run": "on"},
+    ).content.decode()
+    assert "Dry run: nothing was written" in preview and "changed cita: timeout_s" in preview
+    assert Agent.objects.get(key="cita").timeout_s == 25
+
+    done = admin.post("/admin/agents/agent/import/", {"file": SimpleUploadedFile("a.json", upload)})
+    assert "changed cita: timeout_s" in done.content.decode()
+    assert Agent.objects.get(key="cita").timeout_s == 9
+    history = admin.get(f"{CHANGELIST}{Agent.objects.get(key='cita').pk}/history/")
+    assert "Changed Timeout (s)." in history.content.decode()
+
+    rows[1]["url"] = "nope"
+    bad = admin.post(
+        "/admin/agents/agent/import/",
+        {"file": SimpleUploadedFile("a.json", json.dumps(rows).encode())},
+    ).content.decode()
+    assert "Nothing was imported" in bad and "row 2 (citas_ventas): url:" in bad
+
+
+def test_actions_appear_in_the_change_history(admin: Client) -> None:
+    cita = Agent.objects.get(key="cita")
+    admin.post(CHANGELIST, {"action": "disable_selected", "_selected_action": [cita.pk]})
+    history = admin.get(f"{CHANGELIST}{cita.pk}/history/").content.decode()
+    assert "Changed Enabled." in history
+    assert "admin" in history  # who
