@@ -237,3 +237,42 @@ class ApiKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
+
+
+class WorkerStatus(models.Model):
+    """What one serving process last published about its agents (breaker, in-flight calls,
+    recent traffic, last health checks). Written by the process every few seconds; the admin
+    reads the rows of live workers."""
+
+    worker_id = models.CharField(max_length=200, unique=True)  # host:pid
+    updated_at = models.DateTimeField()
+    state = models.JSONField(default=dict)
+
+    class Meta:
+        verbose_name = "worker status"
+        verbose_name_plural = "worker statuses"
+
+    def __str__(self) -> str:
+        return self.worker_id
+
+
+class HealthResult(models.Model):
+    """The last health check of an agent made from the admin or `manage.py check_agents`."""
+
+    agent = models.OneToOneField(Agent, on_delete=models.CASCADE, related_name="health_result")
+    status = models.CharField(max_length=32)
+    latency_ms = models.FloatField(null=True, blank=True)
+    checked_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.agent.key}: {self.status}"
+
+
+class BreakerReset(models.Model):
+    """A request, from the admin, to close an agent's breaker in every serving process."""
+
+    agent_key = models.CharField(max_length=64)
+    requested_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"reset {self.agent_key} @ {self.requested_at:%Y-%m-%d %H:%M:%S}"

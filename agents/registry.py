@@ -71,6 +71,25 @@ class AgentRegistry:
         else:
             self._install(version, specs)
 
+    def breakers_reset(self, keys: Iterable[str]) -> None:
+        """Close these agents' breakers (the admin's "reset breaker"); callable from any thread."""
+        keys = frozenset(keys)
+        loop = self._loop
+        if loop is not None and not loop.is_closed() and not _running_on(loop):
+            loop.call_soon_threadsafe(self._reset_breakers, keys)
+        else:
+            self._reset_breakers(keys)
+
+    def _reset_breakers(self, keys: frozenset[str]) -> None:
+        for key in keys:
+            runtime = self._snapshot.agents.get(key)
+            if runtime is not None and runtime.breaker.state != "closed":
+                runtime.breaker.reset()
+                logger.warning(
+                    "circuit breaker reset from the admin",
+                    extra={"event": "breaker_reset", "agent": key},
+                )
+
     def _install(self, version: int, specs: tuple[AgentSpec, ...]) -> None:
         current = self._snapshot
         if version < current.version:

@@ -6,6 +6,7 @@ from agents.specs import AgentSpec
 
 AGENTS_VERSION = "agents"
 API_KEYS_VERSION = "api_keys"
+COMMANDS_VERSION = "commands"
 
 
 def config_version_get(*, name: str = AGENTS_VERSION) -> int:

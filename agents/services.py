@@ -6,8 +6,8 @@ from django.db import transaction
 from django.db.models import F
 
 from agents.keys import PREFIX_LENGTH, key_digest, key_generate
-from agents.models import Agent, ApiKey, ConfigVersion
-from agents.selectors import AGENTS_VERSION
+from agents.models import Agent, ApiKey, BreakerReset, ConfigVersion
+from agents.selectors import AGENTS_VERSION, COMMANDS_VERSION
 
 
 def config_version_bump(*, name: str = AGENTS_VERSION) -> None:
@@ -49,3 +49,10 @@ def api_keys_mark_used(used: dict[int, float]) -> None:
         ApiKey.objects.filter(pk=key_id).update(
             last_used_at=datetime.fromtimestamp(used_at, tz=UTC)
         )
+
+
+def breaker_reset_request(*, keys: list[str]) -> None:
+    """Ask every serving process to close these agents' breakers (within a poll interval)."""
+    with transaction.atomic():
+        BreakerReset.objects.bulk_create([BreakerReset(agent_key=key) for key in keys])
+        config_version_bump(name=COMMANDS_VERSION)

@@ -5,12 +5,14 @@ and reloads the agents or the keys when their version moved, so a change saved i
 reaches every worker within about one interval, on SQLite and PostgreSQL alike. The saving
 process does not wait for the poll: `refresh_now` runs after its commit. If the database is
 unreachable the process keeps the agents and keys it last loaded and the poller keeps trying.
-The same thread writes API keys' `last_used_at` in batches.
+The same thread writes API keys' `last_used_at` in batches, publishes this worker's agent state
+for the admin and applies the admin's breaker resets (agents/worker_state.py).
 """
 
 import asyncio
 import logging
 import threading
+import time
 
 from django.db import close_old_connections, connection
 
@@ -20,11 +22,18 @@ from agents.registry import AgentRegistry, registry
 from agents.selectors import (
     AGENTS_VERSION,
     API_KEYS_VERSION,
+    COMMANDS_VERSION,
     agent_specs_load,
     api_keys_load,
     config_versions_get,
 )
 from agents.services import api_keys_mark_used
+from agents.worker_state import (
+    PUBLISH_INTERVAL_S,
+    BreakerResetFollower,
+    worker_state_publish,
+    worker_state_withdraw,
+)
 
 logger = logging.getLogger("gateway.registry")
 
@@ -33,6 +42,9 @@ class RegistrySync:
     def __init__(self, target: AgentRegistry, keys: KeyStore) -> None:
         self._registry = target
         self._keys = keys
+        self._resets = BreakerResetFollower()
+        self._commands_version: int | None = None
+        self._published_at = -float("inf")
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -51,6 +63,7 @@ class RegistrySync:
             if self._thread is None:
                 self._registry.bind_loop(asyncio.get_running_loop())
                 await asyncio.to_thread(self._load_once)
+                await asyncio.to_thread(self._follow_commands, None)  # baseline: skip old resets
                 self._stop.clear()
                 self._thread = threading.Thread(
                     target=self._poll_forever, name="registry-sync", daemon=True
@@ -61,6 +74,7 @@ class RegistrySync:
         """Reload at once (called after a commit in the saving process; any thread)."""
         if self._thread is not None:
             self._load_once()
+            self._follow_commands(None)
 
     def stop(self) -> None:
         self._stop.set()
@@ -68,6 +82,12 @@ class RegistrySync:
         thread, self._thread = self._thread, None
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=5)
+            try:
+                worker_state_withdraw()
+            except Exception:
+                logger.debug("could not withdraw this worker's state row", exc_info=True)
+            finally:
+                connection.close()
 
     def _load_once(self) -> None:
         try:
@@ -99,7 +119,31 @@ class RegistrySync:
                 or versions.get(API_KEYS_VERSION, 0) != self._keys.version
             ):
                 self._load_once()
+            self._follow_commands(versions.get(COMMANDS_VERSION, 0))
+            self._publish_if_due()
         connection.close()
+
+    def _follow_commands(self, version: int | None) -> None:
+        """Apply the admin's breaker resets when the `commands` version moved (None: check)."""
+        if version is not None and version == self._commands_version:
+            return
+        try:
+            self._resets.apply_new(self._registry)
+        except Exception:
+            logger.warning("reading breaker resets failed", exc_info=True)
+            return
+        if version is not None:
+            self._commands_version = version
+
+    def _publish_if_due(self) -> None:
+        now = time.monotonic()
+        if now - self._published_at < PUBLISH_INTERVAL_S:
+            return
+        self._published_at = now
+        try:
+            worker_state_publish(self._registry)
+        except Exception:
+            logger.warning("publishing this worker's state failed", exc_info=True)
 
     def _db_failed(self) -> None:
         if self.db_ok is not False:

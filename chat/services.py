@@ -4,6 +4,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from agents.activity import activity_record
 from agents.calls import agent_call
 from agents.errors import AgentBusyError, AgentError
 from agents.registry import registry
@@ -59,6 +60,7 @@ async def chat_handle(payload: ChatIn, *, principal: Principal, ctx: RequestCont
     started = time.perf_counter()
     result = await _call(runtime, payload, ctx=ctx)
     metrics.request_done(key, result.status, time.perf_counter() - started)
+    activity_record(key, fallback=result.status != 200 or "X-Gateway-Fallback" in result.headers)
     return result
 
 

@@ -1,0 +1,72 @@
+"""Serving processes publish their agents' state for the admin; the admin's breaker reset
+reaches every one of them."""
+
+import json
+import time
+
+import httpx
+
+from tests.conftest import chat_body
+
+CHAT = "/api/agent/chat"
+
+FLEET = """
+import json
+from agents.worker_state import fleet_status
+print(json.dumps({k: {"breakers": v.breakers, "inflight": v.inflight, "requests": v.requests_5m,
+                      "fallbacks": v.fallbacks_5m} for k, v in fleet_status().items()}))
+"""
+
+
+def fleet(live_db) -> dict:
+    return json.loads(live_db.python(FLEET).strip().splitlines()[-1])
+
+
+def wait_for_fleet(live_db, predicate, timeout: float = 8.0) -> dict:
+    deadline = time.monotonic() + timeout
+    view = fleet(live_db)
+    while not predicate(view) and time.monotonic() < deadline:
+        time.sleep(0.2)
+        view = fleet(live_db)
+    assert predicate(view), view
+    return view
+
+
+def test_workers_publish_state_and_a_breaker_reset_reaches_all(
+    live_db, gateway_process, fault_agent
+):
+    live_db.python(
+        "from agents.models import Agent, RoutingName\n"
+        f"a = Agent.objects.create(key='cita', name='Cita', url='{fault_agent.url('/status/500')}',"
+        " breaker_fail_max=1, breaker_reset_s=3600)\n"
+        "RoutingName.objects.create(agent=a, name='cita')"
+    )
+    workers = [gateway_process() for _ in range(2)]
+    for worker in workers:
+        response = httpx.post(f"{worker.url}{CHAT}", json=chat_body(), timeout=10)
+        assert response.headers["x-gateway-fallback"] == "bad_status"
+    view = wait_for_fleet(
+        live_db,
+        lambda v: "cita" in v and sorted(v["cita"]["breakers"].values()) == ["open", "open"],
+    )
+    assert view["cita"]["requests"] == 2 and view["cita"]["fallbacks"] == 2
+    assert view["cita"]["inflight"] == 0
+
+    attempts = fault_agent.attempts()
+    for worker in workers:  # open: no call reaches the agent
+        response = httpx.post(f"{worker.url}{CHAT}", json=chat_body(), timeout=10)
+        assert response.headers["x-gateway-fallback"] == "circuit_open"
+    assert fault_agent.attempts() == attempts
+
+    live_db.python("from agents.services import breaker_reset_request\n"
+                   "breaker_reset_request(keys=['cita'])")  # fmt: skip
+    wait_for_fleet(
+        live_db, lambda v: sorted(v["cita"]["breakers"].values()) == ["closed", "closed"]
+    )
+    for worker in workers:
+        response = httpx.post(f"{worker.url}{CHAT}", json=chat_body(), timeout=10)
+        assert response.headers["x-gateway-fallback"] == "bad_status"  # called again
+    assert fault_agent.attempts() == attempts + 2
+
+    workers[0].stop()
+    wait_for_fleet(live_db, lambda v: len(v["cita"]["breakers"]) == 1)
