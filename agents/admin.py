@@ -1,5 +1,6 @@
 """The agents admin: thin; writes go through agents.services."""
 
+import contextvars
 import json
 from typing import Any
 
@@ -9,14 +10,18 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
+from django.utils import timezone
 from django.utils.text import capfirst
 
 from agents.keys import key_generate
 from agents.models import Agent, ApiKey, RoutingName, normalize_routing_name
-from agents.services import agent_set_enabled, api_key_set_secret
+from agents.services import agent_set_enabled, api_key_set_secret, breaker_reset_request
 from agents.transfer import ROUTING_NAMES_FIELD, ImportRejected, agents_export, agents_import
+from agents.worker_state import AgentFleetView, fleet_status
 
 MAX_IMPORT_BYTES = 2 * 1024 * 1024
+# The fleet's state, read once per change-list page (the columns below read it per row).
+_fleet: contextvars.ContextVar[dict[str, AgentFleetView]] = contextvars.ContextVar("fleet")
 
 
 class RoutingNameForm(forms.ModelForm):
@@ -50,12 +55,23 @@ class RoutingNameInline(admin.TabularInline):
 
 @admin.register(Agent)
 class AgentAdmin(admin.ModelAdmin):
-    list_display = ["key", "name", "url", "enabled", "routing_names_list", "is_fallback_route"]
+    list_display = [
+        "key",
+        "name",
+        "url",
+        "enabled",
+        "routing_names_list",
+        "breaker_column",
+        "inflight_column",
+        "traffic_column",
+        "health_column",
+        "is_fallback_route",
+    ]
     list_editable = ["enabled"]
     list_filter = ["enabled", "payload_format", "is_fallback_route"]
     search_fields = ["key", "name", "url", "routing_names__name"]
     inlines = [RoutingNameInline]
-    actions = ["enable_selected", "disable_selected"]
+    actions = ["enable_selected", "disable_selected", "reset_breaker"]
     readonly_fields = ["created_at", "updated_at"]
     fieldsets = [
         (None, {"fields": ["key", "name", "url", "health_url", "enabled", "payload_format"]}),
@@ -78,7 +94,53 @@ class AgentAdmin(admin.ModelAdmin):
     ]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Agent]:
-        return super().get_queryset(request).prefetch_related("routing_names")
+        return (
+            super()
+            .get_queryset(request)
+            .prefetch_related("routing_names")
+            .select_related("health_result")
+        )
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        token = _fleet.set(fleet_status())
+        try:
+            response = super().changelist_view(request, extra_context)
+            if hasattr(response, "render"):
+                response.render()
+            return response
+        finally:
+            _fleet.reset(token)
+
+    # -- live columns: what the serving processes published (agents/worker_state.py) ----------
+
+    def _fleet_view(self, agent: Agent) -> AgentFleetView | None:
+        return _fleet.get({}).get(agent.key)
+
+    @admin.display(description="breaker (workers)")
+    def breaker_column(self, agent: Agent) -> str:
+        view = self._fleet_view(agent)
+        return view.breaker_summary if view else "no worker"
+
+    @admin.display(description="in flight")
+    def inflight_column(self, agent: Agent) -> str:
+        view = self._fleet_view(agent)
+        return f"{view.inflight} / {view.limit}" if view else "–"
+
+    @admin.display(description="last 5 min")
+    def traffic_column(self, agent: Agent) -> str:
+        view = self._fleet_view(agent)
+        if view is None or view.fallback_ratio is None:
+            return "no requests"
+        return f"{view.requests_5m} req, {view.fallback_ratio:.0%} fallback"
+
+    @admin.display(description="last health check")
+    def health_column(self, agent: Agent) -> str:
+        result = getattr(agent, "health_result", None)
+        if result is None:
+            return "never checked"
+        latency = f", {result.latency_ms:.0f} ms" if result.latency_ms is not None else ""
+        checked = timezone.localtime(result.checked_at).strftime("%H:%M:%S")
+        return f"{result.status}{latency} at {checked}"
 
     @admin.display(description="routing names")
     def routing_names_list(self, agent: Agent) -> str:
@@ -91,6 +153,16 @@ class AgentAdmin(admin.ModelAdmin):
     @admin.action(description="Disable selected agents")
     def disable_selected(self, request: HttpRequest, queryset: QuerySet[Agent]) -> None:
         self._set_enabled(request, queryset, enabled=False)
+
+    @admin.action(description="Reset breaker (every worker)")
+    def reset_breaker(self, request: HttpRequest, queryset: QuerySet[Agent]) -> None:
+        keys = list(queryset.values_list("key", flat=True))
+        breaker_reset_request(keys=keys)
+        self.message_user(
+            request,
+            f"Breaker reset sent for {', '.join(keys)}; every worker applies it within 2 s.",
+            messages.SUCCESS,
+        )
 
     def _set_enabled(self, request: HttpRequest, queryset: QuerySet[Agent], *, enabled: bool):
         agents = list(queryset.exclude(enabled=enabled))

@@ -197,3 +197,43 @@ def test_actions_appear_in_the_change_history(admin: Client) -> None:
     history = admin.get(f"{CHANGELIST}{cita.pk}/history/").content.decode()
     assert "Changed Enabled." in history
     assert "admin" in history  # who
+
+
+def test_live_columns_show_what_the_workers_published(admin: Client) -> None:
+    from django.utils import timezone
+
+    from agents.models import HealthResult, WorkerStatus
+
+    now = timezone.now()
+    cita = {"breaker": "open", "inflight": 3, "limit": 25, "requests_5m": 40, "fallbacks_5m": 10}
+    WorkerStatus.objects.create(worker_id="a:1", updated_at=now, state={"agents": {"cita": cita}})
+    WorkerStatus.objects.create(
+        worker_id="b:2", updated_at=now, state={"agents": {"cita": {**cita, "breaker": "closed"}}}
+    )
+    WorkerStatus.objects.create(  # a dead worker: not counted
+        worker_id="c:3",
+        updated_at=now - timezone.timedelta(minutes=5),
+        state={"agents": {"cita": {**cita, "inflight": 99}}},
+    )
+    HealthResult.objects.create(
+        agent=Agent.objects.get(key="cita"), status="ok", latency_ms=12.4, checked_at=now
+    )
+    page = admin.get(CHANGELIST).content.decode()
+    assert "closed ×1, open ×1" in page
+    assert "6 / 50" in page
+    assert "80 req, 25% fallback" in page
+    assert "ok, 12 ms at" in page
+    assert "never checked" in page  # the other agents
+
+
+def test_reset_breaker_action_reaches_the_workers_through_the_database(admin: Client) -> None:
+    from agents.models import BreakerReset
+
+    cita = Agent.objects.get(key="cita")
+    before = ConfigVersion.objects.get_or_create(name="commands")[0].version
+    response = admin.post(
+        CHANGELIST, {"action": "reset_breaker", "_selected_action": [cita.pk]}, follow=True
+    )
+    assert "Breaker reset sent for cita" in response.content.decode()
+    assert list(BreakerReset.objects.values_list("agent_key", flat=True)) == ["cita"]
+    assert ConfigVersion.objects.get(name="commands").version > before
