@@ -1,5 +1,6 @@
 """Agents and their routing names, as admins edit them. No I/O here beyond the ORM."""
 
+from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -141,12 +142,15 @@ class Agent(models.Model):
     def __str__(self) -> str:
         return f"{self.key} ({self.name})"
 
-    def clean(self) -> None:
-        super().clean()
+    def clean_fields(self, exclude: Any = None) -> None:
+        super().clean_fields(exclude=exclude)
+        # Here rather than in clean(): a form without the field (the list's editable "enabled")
+        # must get a form-wide error, not a ValueError for a field it does not have.
         if self.connect_timeout_s and self.timeout_s and self.connect_timeout_s > self.timeout_s:
-            raise ValidationError(
-                {"connect_timeout_s": "Must not exceed the timeout; lower it or raise the timeout."}
-            )
+            message = "Must not exceed the timeout; lower it or raise the timeout."
+            if exclude and "connect_timeout_s" in exclude:
+                raise ValidationError(f"Connect timeout (s): {message}")
+            raise ValidationError({"connect_timeout_s": message})
 
     @property
     def effective_health_url(self) -> str:

@@ -237,3 +237,19 @@ def test_reset_breaker_action_reaches_the_workers_through_the_database(admin: Cl
     assert "Breaker reset sent for cita" in response.content.decode()
     assert list(BreakerReset.objects.values_list("agent_key", flat=True)) == ["cita"]
     assert ConfigVersion.objects.get(name="commands").version > before
+
+
+def test_an_invalid_row_in_the_editable_list_is_an_error_not_a_crash(admin: Client) -> None:
+    Agent.objects.filter(key="venta").update(timeout_s=1, connect_timeout_s=5)
+    agents = list(Agent.objects.order_by("key"))
+    form: dict[str, Any] = {
+        "form-TOTAL_FORMS": len(agents),
+        "form-INITIAL_FORMS": len(agents),
+        "_save": "Save",
+    }
+    for index, agent in enumerate(agents):
+        form[f"form-{index}-id"] = agent.pk
+        form[f"form-{index}-enabled"] = "on"
+    response = admin.post(CHANGELIST, form)
+    assert response.status_code == 200
+    assert "Must not exceed the timeout" in response.content.decode()
