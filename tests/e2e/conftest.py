@@ -17,8 +17,10 @@ SCREENSHOTS = ROOT / "artifacts" / "e2e"
 ADMIN_PASSWORD = "e2e-admin-password-9"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Module-scoped: Playwright's sync API keeps an event loop running in this thread while it
+    is open, which the async tests of other modules must not inherit."""
     from playwright.sync_api import sync_playwright
 
     assert Path(CHROMIUM).exists(), f"{CHROMIUM} missing: apt-get install chromium"
