@@ -18,6 +18,7 @@ from agents.models import Agent, ApiKey, RoutingName, normalize_routing_name
 from agents.services import agent_set_enabled, api_key_set_secret, breaker_reset_request
 from agents.transfer import ROUTING_NAMES_FIELD, ImportRejected, agents_export, agents_import
 from agents.worker_state import AgentFleetView, fleet_status
+from health.on_demand import agents_check_health, agents_send_test_message
 
 MAX_IMPORT_BYTES = 2 * 1024 * 1024
 # The fleet's state, read once per change-list page (the columns below read it per row).
@@ -71,7 +72,13 @@ class AgentAdmin(admin.ModelAdmin):
     list_filter = ["enabled", "payload_format", "is_fallback_route"]
     search_fields = ["key", "name", "url", "routing_names__name"]
     inlines = [RoutingNameInline]
-    actions = ["enable_selected", "disable_selected", "reset_breaker"]
+    actions = [
+        "check_health",
+        "send_test_message",
+        "enable_selected",
+        "disable_selected",
+        "reset_breaker",
+    ]
     readonly_fields = ["created_at", "updated_at"]
     fieldsets = [
         (None, {"fields": ["key", "name", "url", "health_url", "enabled", "payload_format"]}),
@@ -153,6 +160,24 @@ class AgentAdmin(admin.ModelAdmin):
     @admin.action(description="Disable selected agents")
     def disable_selected(self, request: HttpRequest, queryset: QuerySet[Agent]) -> None:
         self._set_enabled(request, queryset, enabled=False)
+
+    @admin.action(description="Check health now")
+    def check_health(self, request: HttpRequest, queryset: QuerySet[Agent]) -> None:
+        for result in agents_check_health(list(queryset.prefetch_related("routing_names"))):
+            latency = f" in {result.latency_ms:.0f} ms" if result.latency_ms is not None else ""
+            detail = f" ({result.detail})" if result.detail else ""
+            level = messages.SUCCESS if result.healthy else messages.ERROR
+            self.message_user(request, f"{result.key}: {result.status}{latency}{detail}", level)
+
+    @admin.action(description="Send a test message")
+    def send_test_message(self, request: HttpRequest, queryset: QuerySet[Agent]) -> None:
+        for probe in agents_send_test_message(list(queryset.prefetch_related("routing_names"))):
+            if probe.ok:
+                text = f"{probe.key} answered in {probe.latency_ms:.0f} ms: “{probe.reply[:300]}”"
+                self.message_user(request, text, messages.SUCCESS)
+            else:
+                text = f"{probe.key} failed after {probe.latency_ms:.0f} ms: {probe.error[:300]}"
+                self.message_user(request, text, messages.ERROR)
 
     @admin.action(description="Reset breaker (every worker)")
     def reset_breaker(self, request: HttpRequest, queryset: QuerySet[Agent]) -> None:

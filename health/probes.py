@@ -12,7 +12,12 @@ from dataclasses import dataclass
 import httpx
 
 from agents.breaker import OPEN
+from agents.client import AgentClient
+from agents.conf import gateway_settings
+from agents.errors import AgentError
 from agents.specs import AgentSpec
+from chat.payloads import agent_payload
+from chat.schemas import ChatIn
 
 OK, DISABLED, UNREACHABLE, NO_URL, CIRCUIT_OPEN = (
     "ok",
@@ -97,3 +102,44 @@ async def probe_all(
 
 def _ms_since(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 1)
+
+
+@dataclass(frozen=True, slots=True)
+class ChatProbe:
+    """One sample chat message sent through the real agent client and contract."""
+
+    key: str
+    ok: bool
+    latency_ms: float
+    reply: str = ""
+    error: str = ""
+
+
+SAMPLE_CHAT = {
+    "message": "Mensaje de prueba del gateway",
+    "session_id": 1,
+    "id_empresa": 1,
+    "config": {"modalidad": "prueba"},
+}
+
+
+async def probe_chat(spec: AgentSpec, *, request_id: str) -> ChatProbe:
+    """POST the sample message in the agent's payload format and check the reply's shape, with
+    the same client code, size cap and timeout as real requests (no breaker, no retry)."""
+    client = AgentClient(
+        spec,
+        user_agent=gateway_settings.user_agent,
+        max_response_bytes=gateway_settings.agent_max_response_bytes,
+    )
+    body = agent_payload(ChatIn.model_validate(SAMPLE_CHAT), spec.payload_format)
+    started = time.perf_counter()
+    try:
+        async with asyncio.timeout(spec.timeout_s):
+            reply = await client.post_json(body, request_id=request_id)
+    except TimeoutError:
+        return ChatProbe(spec.key, False, _ms_since(started), error="timeout")
+    except AgentError as exc:
+        return ChatProbe(spec.key, False, _ms_since(started), error=f"{exc.reason}: {exc}")
+    finally:
+        await client.aclose()
+    return ChatProbe(spec.key, True, _ms_since(started), reply=reply.reply)

@@ -93,3 +93,34 @@ def test_live_columns_disable_enable_and_routing(page, screenshot, admin_gateway
     page.click("a.historylink")
     expect(page.locator("#change-history")).to_contain_text(re.compile("Changed enabled|Added"))
     screenshot("history")
+
+
+def test_check_health_now_reports_a_hanging_agent_within_3s(page, screenshot, admin_gateway):
+    base = admin_gateway.url
+    log_in(page, base)
+    page.goto(f"{base}/admin/agents/agent/")
+    page.locator("#action-toggle").check()
+    page.select_option("select[name=action]", "check_health")
+    started = time.monotonic()
+    page.click("button[name=index]")
+    messages = page.locator(".messagelist")
+    # The admin's stylesheet capitalises each message's first letter.
+    expect(messages).to_contain_text(re.compile("lento: unreachable", re.I))
+    elapsed = time.monotonic() - started
+    expect(messages).to_contain_text(re.compile(r"cita: ok in \d+ ms", re.I))
+    assert elapsed < 3.0, elapsed
+    expect(row(page, "lento")).to_contain_text("unreachable")
+    expect(row(page, "cita")).to_contain_text(re.compile(r"ok, \d+ ms at"))
+    screenshot("health-checked")
+
+
+def test_send_a_test_message_shows_the_reply(page, admin_gateway):
+    base = admin_gateway.url
+    log_in(page, base)
+    page.goto(f"{base}/admin/agents/agent/")
+    row(page, "cita").locator("input.action-select").check()
+    page.select_option("select[name=action]", "send_test_message")
+    page.click("button[name=index]")
+    expect(page.locator(".messagelist")).to_contain_text(
+        re.compile("cita answered in \\d+ ms: “echo: Mensaje de prueba del gateway”", re.I)
+    )
