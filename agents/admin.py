@@ -66,7 +66,6 @@ class AgentAdmin(admin.ModelAdmin):
         "inflight_column",
         "traffic_column",
         "health_column",
-        "is_fallback_route",
     ]
     list_editable = ["enabled"]
     list_filter = ["enabled", "payload_format", "is_fallback_route"]
@@ -123,7 +122,7 @@ class AgentAdmin(admin.ModelAdmin):
     def _fleet_view(self, agent: Agent) -> AgentFleetView | None:
         return _fleet.get({}).get(agent.key)
 
-    @admin.display(description="breaker (workers)")
+    @admin.display(description="breaker")
     def breaker_column(self, agent: Agent) -> str:
         view = self._fleet_view(agent)
         return view.breaker_summary if view else "no worker"
@@ -140,7 +139,7 @@ class AgentAdmin(admin.ModelAdmin):
             return "no requests"
         return f"{view.requests_5m} req, {view.fallback_ratio:.0%} fallback"
 
-    @admin.display(description="last health check")
+    @admin.display(description="last check")
     def health_column(self, agent: Agent) -> str:
         result = getattr(agent, "health_result", None)
         if result is None:
