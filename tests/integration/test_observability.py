@@ -1,0 +1,168 @@
+"""Metrics after a scripted sequence (exact deltas), health statuses and bounds, JSON logs."""
+
+import asyncio
+import json
+import time
+
+import httpx
+import pytest
+from prometheus_client import REGISTRY
+
+from tests.conftest import chat_body
+from tests.fault_agent import refused_url
+
+CHAT = "/api/agent/chat"
+
+
+def sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+class Counters:
+    """Prometheus sample values, read before and after, compared as deltas."""
+
+    NAMES = [
+        ("gateway_requests_total", {"agent": "cita", "status": "200"}),
+        ("gateway_requests_total", {"agent": "roto", "status": "200"}),
+        ("gateway_requests_total", {"agent": "lento", "status": "200"}),
+        ("gateway_requests_total", {"agent": "lento", "status": "503"}),
+        ("gateway_requests_total", {"agent": "_unrouted", "status": "400"}),
+        ("gateway_request_duration_seconds_count", {"agent": "cita"}),
+        ("gateway_upstream_http_status_total", {"agent": "cita", "status_code": "200"}),
+        ("gateway_upstream_http_status_total", {"agent": "roto", "status_code": "500"}),
+        ("gateway_agent_error_total", {"agent": "roto", "error_type": "bad_status"}),
+        ("gateway_agent_error_total", {"agent": "roto", "error_type": "circuit_open"}),
+        ("gateway_agent_error_total", {"agent": "lento", "error_type": "backpressure"}),
+    ]
+
+    def __init__(self) -> None:
+        self.before = self.read()
+
+    def read(self) -> dict[str, float]:
+        return {f"{name}{sorted(labels.items())}": sample(name, **labels)
+                for name, labels in self.NAMES}  # fmt: skip
+
+    def deltas(self) -> dict[str, float]:
+        after = self.read()
+        return {k: after[k] - self.before[k] for k in after if after[k] != self.before[k]}
+
+
+async def test_metrics_after_ok_fallback_backpressure_and_breaker(gateway, make_agent, fault_agent):
+    make_agent("cita", url=fault_agent.url("/ok"))
+    make_agent("roto", url=fault_agent.url("/status/500"), breaker_fail_max=2, retries=0)
+    make_agent("lento", url=fault_agent.url("/slow/0.5"), max_concurrency=1)
+    counters = Counters()
+
+    assert (await gateway.post(CHAT, json=chat_body())).status_code == 200
+    for _ in range(3):  # two failures open the breaker; the third is refused by it
+        await gateway.post(CHAT, json=chat_body(config={"modalidad": "roto"}))
+    slow = asyncio.create_task(gateway.post(CHAT, json=chat_body(config={"modalidad": "lento"})))
+    assert await fault_agent.until(lambda a: a.attempts("/slow/0.5") == 1)
+    busy = await gateway.post(CHAT, json=chat_body(config={"modalidad": "lento"}))
+    assert busy.status_code == 503
+    assert (await slow).status_code == 200
+    await gateway.post(CHAT, json=chat_body(config={"modalidad": "nadie"}))
+
+    def key(name: str, **labels: str) -> str:
+        return f"{name}{sorted(labels.items())}"
+
+    assert counters.deltas() == {
+        key("gateway_requests_total", agent="cita", status="200"): 1,
+        key("gateway_requests_total", agent="roto", status="200"): 3,
+        key("gateway_requests_total", agent="lento", status="200"): 1,
+        key("gateway_requests_total", agent="lento", status="503"): 1,
+        key("gateway_requests_total", agent="_unrouted", status="400"): 1,
+        key("gateway_request_duration_seconds_count", agent="cita"): 1,
+        key("gateway_upstream_http_status_total", agent="cita", status_code="200"): 1,
+        key("gateway_upstream_http_status_total", agent="roto", status_code="500"): 2,
+        key("gateway_agent_error_total", agent="roto", error_type="bad_status"): 2,
+        key("gateway_agent_error_total", agent="roto", error_type="circuit_open"): 1,
+        key("gateway_agent_error_total", agent="lento", error_type="backpressure"): 1,
+    }
+    assert sample("gateway_circuit_breaker_state", agent="roto") == 1
+    assert sample("gateway_circuit_breaker_state", agent="cita") == 0
+    for agent in ("cita", "roto", "lento"):
+        assert sample("gateway_inflight_requests", agent=agent) == 0
+
+    scrape = (await gateway.get("/metrics")).text
+    assert 'gateway_requests_total{agent="_unrouted",status="400"}' in scrape
+    assert "nadie" not in scrape  # never the raw modalidad
+    assert 'le="30.0"' in scrape and 'le="0.1"' in scrape  # buckets for 0.1-30 s
+
+
+class TestHealth:
+    async def test_each_status(self, gateway, make_agent, fault_agent):
+        from agents.registry import registry
+
+        make_agent("ok", url=fault_agent.url("/ok"))
+        make_agent("off", url=fault_agent.url("/ok"), enabled=False)
+        make_agent("down", url=refused_url())
+        make_agent("abierto", url=fault_agent.url("/status/500"), breaker_fail_max=1, retries=0)
+        await gateway.post(CHAT, json=chat_body(config={"modalidad": "abierto"}))
+        assert registry.snapshot.agents["abierto"].breaker.state == "open"
+
+        response = await gateway.get("/health")
+        assert response.status_code == 503
+        assert response.json() == {
+            "status": "degraded",
+            "service": "gateway",
+            "agents": {"ok": "ok", "off": "disabled", "down": "unreachable",
+                       "abierto": "circuit_open"},
+        }  # fmt: skip
+
+    async def test_all_healthy_is_200(self, gateway, make_agent, fault_agent):
+        make_agent("ok", url=fault_agent.url("/ok"))
+        make_agent("off", url=fault_agent.url("/ok"), enabled=False)
+        response = await gateway.get("/health")
+        assert response.status_code == 200
+        assert response.json()["status"] == "ok"
+
+    async def test_answers_within_2_5s_when_every_agent_hangs(
+        self, gateway, make_agent, fault_agent
+    ):
+        for key in ("a", "b", "c", "d", "e"):
+            make_agent(key, url=fault_agent.url("/ok"), health_url=fault_agent.url("/hang"))
+        await gateway.get("/health/live")  # load the registry first
+        started = time.monotonic()
+        response = await gateway.get("/health")
+        elapsed = time.monotonic() - started
+        assert response.status_code == 503
+        assert set(response.json()["agents"].values()) == {"unreachable"}
+        assert 1.9 < elapsed < 2.5  # checked in parallel: one timeout, not five
+        assert fault_agent.attempts("/hang") == 5
+
+
+@pytest.mark.parametrize("preview", ["8", "0"])
+def test_json_logs_carry_the_request_id_and_no_more_message_than_allowed(
+    live_db, gateway_process, fault_agent, preview
+):
+    live_db.python(
+        "from agents.models import Agent, RoutingName\n"
+        f"a = Agent.objects.create(key='cita', name='Cita', url='{fault_agent.url('/ok')}')\n"
+        "RoutingName.objects.create(agent=a, name='cita')"
+    )
+    gateway = gateway_process(env={"LOG_LEVEL": "DEBUG", "LOG_MESSAGE_PREVIEW": preview})
+    message = "Quiero agendar una cita mañana a las 10"
+    headers = {"X-Request-ID": "n8n-run-77"}
+    response = httpx.post(
+        f"{gateway.url}{CHAT}", json=chat_body(message=message), headers=headers, timeout=10
+    )
+    assert response.status_code == 200
+    assert gateway.stop() == 0
+    lines = [json.loads(line) for line in gateway.logs().splitlines() if line.startswith("{")]
+    startup = next(line for line in lines if line.get("event") == "startup")
+    assert startup["agents"]["cita"]["enabled"] is True and startup["auth"] == "off"
+    ours = [line for line in lines if line.get("request_id") == "n8n-run-77"]
+    access = [line for line in ours if line.get("event") == "request"]
+    assert len(access) == 1
+    expected = {"method": "POST", "path": CHAT, "status": 200, "agent": "cita",
+                "session_id": 3796, "outcome": "ok"}  # fmt: skip
+    assert {k: access[0][k] for k in expected} == expected
+    assert access[0]["duration_ms"] > 0
+    assert any(line.get("event") == "agent_call" for line in ours)  # debug line, same id
+    text = gateway.logs()
+    assert message not in text
+    if preview == "0":
+        assert "Quiero" not in text
+    else:
+        assert access[0]["message_preview"] == "Quiero a…"
