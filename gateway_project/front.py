@@ -9,6 +9,7 @@ from django.core.handlers.asgi import ASGIHandler
 
 from agents.registry import registry
 from agents.sync import registry_sync
+from gateway_project import metrics
 from gateway_project.context import RequestContext, request_context, request_id_from
 from gateway_project.hotpath import HotPathHandler
 from gateway_project.startup import log_startup
@@ -71,6 +72,7 @@ class GatewayFront:
                 await asyncio.to_thread(registry_sync.stop)
                 await registry.aclose()
                 await close_probe_clients()
+                metrics.process_exit()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 

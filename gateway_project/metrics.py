@@ -5,8 +5,9 @@ is counted under UNROUTED, never as the raw string.
 """
 
 import contextlib
+import os
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram, multiprocess
 
 from agents.breaker import STATE_VALUES
 
@@ -72,3 +73,9 @@ def agent_error(agent: str, exc: Exception) -> None:
     agent_errors.labels(agent, reason).inc()
     if isinstance(exc, AgentBadStatusError):
         upstream_status.labels(agent, str(exc.status_code)).inc()
+
+
+def process_exit() -> None:
+    """In multiprocess mode, drop this worker's live gauges (in-flight calls) from the sums."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.mark_process_dead(os.getpid())
