@@ -8,7 +8,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     GATEWAY_HTTP_PORT=8000 \
-    DATABASE_URL=sqlite:////data/gateway.sqlite3
+    DATABASE_URL=sqlite:////data/gateway.sqlite3 \
+    PROMETHEUS_MULTIPROC_DIR=/tmp/gateway-metrics
 
 WORKDIR /app
 RUN groupadd --system --gid 10001 gateway \

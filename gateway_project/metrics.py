@@ -28,6 +28,12 @@ request_duration = Histogram(
 inflight = Gauge(
     "gateway_inflight_requests", "Agent calls in flight.", ["agent"], multiprocess_mode="livesum"
 )
+concurrency_limit = Gauge(
+    "gateway_agent_concurrency_limit",
+    "Calls in flight allowed per agent (summed over live workers).",
+    ["agent"],
+    multiprocess_mode="livesum",
+)
 breaker_state = Gauge(
     "gateway_circuit_breaker_state",
     "Circuit breaker state: 0 closed, 1 open, 2 half-open.",
@@ -50,7 +56,7 @@ def breaker_state_set(agent: str, state: str) -> None:
 
 def agent_forget(agent: str) -> None:
     """Drop a deleted agent's gauges so it does not linger in scrapes."""
-    for gauge in (breaker_state, inflight):
+    for gauge in (breaker_state, inflight, concurrency_limit):
         with contextlib.suppress(KeyError):
             gauge.remove(agent)
 
