@@ -1,7 +1,10 @@
 """GET /health, /health/live, /health/ready and /metrics (served on the lean async path)."""
 
 import asyncio
+import functools
 import os
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import httpx
 from django.http import HttpRequest, HttpResponse
@@ -16,7 +19,8 @@ from prometheus_client import (
 from agents.conf import gateway_settings
 from agents.registry import registry
 from agents.sync import registry_sync
-from gateway_project.responses import json_response
+from chat import messages
+from gateway_project.responses import detail_response, json_response
 from health.probes import new_probe_client, probe_all
 
 _probe_clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
@@ -37,6 +41,19 @@ async def close_probe_clients() -> None:
     await asyncio.gather(*(c.aclose() for c in clients))
 
 
+def _get_only(view: Callable[[HttpRequest], Awaitable[HttpResponse]]) -> Any:
+    """GET and HEAD only; anything else is the contract's JSON 405 (natively async)."""
+
+    @functools.wraps(view)
+    async def wrapper(request: HttpRequest) -> HttpResponse:
+        if request.method not in ("GET", "HEAD"):
+            return detail_response(405, messages.METHOD_NOT_ALLOWED, {"Allow": "GET, HEAD"})
+        return await view(request)
+
+    return wrapper
+
+
+@_get_only
 async def health_full(request: HttpRequest) -> HttpResponse:
     snapshot = registry.snapshot
     runtimes = list(snapshot.agents.values())
@@ -57,10 +74,12 @@ async def health_full(request: HttpRequest) -> HttpResponse:
     )
 
 
+@_get_only
 async def health_live(request: HttpRequest) -> HttpResponse:
     return json_response(200, {"status": "ok"})
 
 
+@_get_only
 async def health_ready(request: HttpRequest) -> HttpResponse:
     checks = {
         "database": "ok" if registry_sync.db_ok else "unreachable",
@@ -80,5 +99,6 @@ def _metrics_registry() -> CollectorRegistry:
     return REGISTRY
 
 
+@_get_only
 async def metrics_view(request: HttpRequest) -> HttpResponse:
     return HttpResponse(generate_latest(_metrics_registry()), content_type=CONTENT_TYPE_LATEST)

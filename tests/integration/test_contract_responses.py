@@ -322,3 +322,12 @@ async def test_service_info_docs_and_unknown_paths(gateway):
     missing = await gateway.get("/nothing-here")
     assert missing.status_code == 404
     assert missing.json() == {"detail": messages.NOT_FOUND}
+
+
+@pytest.mark.parametrize("path", ["/health", "/health/live", "/health/ready", "/metrics"])
+async def test_hot_get_paths_refuse_other_methods_in_json(gateway, path):
+    response = await gateway.post(path)
+    assert response.status_code == 405
+    assert response.json() == {"detail": messages.METHOD_NOT_ALLOWED}
+    assert response.headers["allow"] == "GET, HEAD"
+    assert (await gateway.head(path)).status_code in (200, 503)
