@@ -79,6 +79,7 @@ class RegistrySync:
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
+        self._start_lock = asyncio.Lock()  # the next start may be on another event loop
         thread, self._thread = self._thread, None
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=5)

@@ -86,16 +86,21 @@ def in_thread(fn: Callable[..., Any], *args: Any) -> Any:
 
 
 @pytest.fixture
-async def gateway() -> AsyncIterator[httpx.AsyncClient]:
-    """The real ASGI application, driven in-process."""
+async def gateway(transactional_db: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """The real ASGI application, driven in-process (on a database the registry's poller thread
+    can read; torn down before it is flushed)."""
+    import asyncio
+
     from agents.registry import registry
+    from agents.sync import registry_sync
     from gateway_project.asgi import application
     from health.views import close_probe_clients
 
     transport = httpx.ASGITransport(app=application)
     async with httpx.AsyncClient(transport=transport, base_url="http://gateway.test") as client:
         yield client
-    # What lifespan shutdown does: close the agent clients on the loop that used them.
+    # What lifespan shutdown does: stop the poller, close the clients on the loop that used them.
+    await asyncio.to_thread(registry_sync.stop)
     await registry.aclose()
     await close_probe_clients()
 

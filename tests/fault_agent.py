@@ -17,7 +17,7 @@ Each request's path picks a behaviour, so one server serves every fault at once:
     /reset            reset the connection (RST) before any response byte
     /close            close the connection cleanly before any response byte
     /reset_mid        headers and half the body, then RST
-    /flap/<n>         reset the first n requests, then /ok
+    /flap/<n>[/<s>]   reset the first n requests, then /ok (after <s> seconds)
     /health           200 {"status": "ok"}  (GET)
 
 Observations (thread-safe): `requests` (path, headers, JSON body) in order, `connections_opened`,
@@ -195,6 +195,8 @@ class FaultAgent:
             if seen < failures:
                 _reset(writer)
                 return False
+            if len(parts) > 2:
+                await asyncio.sleep(float(parts[2]))
             return await self._send_echo(writer, request)
         if name in ("ok", ""):
             return await self._send_echo(writer, request)

@@ -1,0 +1,222 @@
+"""Fault injection against real agent servers: deadlines, connection limits, backpressure,
+breaker, retry. Every test asserts the outcome, a time bound and what the agent observed.
+
+The transport-sensitive tests run on both agent transports (AGENT_HTTP_TRANSPORT)."""
+
+import asyncio
+import time
+
+import pytest
+
+from agents.registry import registry
+from tests.conftest import chat_body
+from tests.fault_agent import refused_url
+
+CHAT = "/api/agent/chat"
+
+
+@pytest.fixture(params=["aiohttp", "httpx"])
+def transport(request, settings):
+    settings.AGENT_HTTP_TRANSPORT = request.param
+    return request.param
+
+
+async def timed_post(gateway, **body):
+    started = time.monotonic()
+    response = await gateway.post(CHAT, json=chat_body(**body))
+    return response, time.monotonic() - started
+
+
+def breaker(key: str = "cita"):
+    return registry.snapshot.agents[key].breaker
+
+
+class TestDeadline:
+    @pytest.mark.parametrize("path", ["/hang", "/stall", "/dribble", "/slow/5"])
+    async def test_fallback_within_timeout_whatever_the_agent_does(
+        self, gateway, make_agent, fault_agent, transport, path
+    ):
+        make_agent("cita", url=fault_agent.url(path), timeout_s=1)
+        response, elapsed = await timed_post(gateway)
+        assert response.headers["x-gateway-fallback"] == "timeout"
+        assert 1.0 <= elapsed < 1.5
+        assert fault_agent.attempts(path) == 1  # timeouts are never retried
+        if path != "/slow/5":  # a sleeping agent notices the hang-up only when it writes
+            assert await fault_agent.until(lambda a: a.connections_closed_by_peer == 1, timeout=1)
+
+    async def test_retries_and_backoff_stay_inside_the_deadline(
+        self, gateway, make_agent, fault_agent, transport
+    ):
+        make_agent("cita", url=fault_agent.url("/reset"), timeout_s=0.5, retries=3)
+        response, elapsed = await timed_post(gateway)
+        assert response.headers["x-gateway-fallback"] in ("timeout", "connection")
+        assert elapsed < 0.5 + 0.5
+        assert 1 <= fault_agent.attempts("/reset") <= 4
+
+    async def test_waiting_for_a_pooled_connection_counts_against_the_deadline(
+        self, gateway, make_agent, fault_agent, transport
+    ):
+        make_agent(
+            "cita", url=fault_agent.url("/slow/1.5"), timeout_s=1, max_connections=1,
+            max_concurrency=10,
+        )  # fmt: skip
+        results = await asyncio.gather(*(timed_post(gateway) for _ in range(2)))
+        for response, elapsed in results:
+            assert response.headers["x-gateway-fallback"] == "timeout"
+            assert elapsed < 1.5
+        assert fault_agent.connections_opened == 1
+
+
+class TestConnections:
+    async def test_keep_alive_reuses_connections(self, gateway, make_agent, fault_agent, transport):
+        make_agent("cita", url=fault_agent.url("/ok"))
+        for _ in range(100):
+            response, _ = await timed_post(gateway)
+            assert response.status_code == 200 and "x-gateway-fallback" not in response.headers
+        assert fault_agent.attempts() == 100
+        assert fault_agent.connections_opened <= 2
+
+    async def test_at_most_max_connections_to_the_agent(
+        self, gateway, make_agent, fault_agent, transport
+    ):
+        make_agent("cita", url=fault_agent.url("/slow/0.3"), max_connections=2, max_concurrency=50)
+        results = await asyncio.gather(*(timed_post(gateway) for _ in range(8)))
+        assert all(r.status_code == 200 and "x-gateway-fallback" not in r.headers
+                   for r, _ in results)  # fmt: skip
+        assert fault_agent.connections_opened == 2
+        assert max(elapsed for _, elapsed in results) >= 0.3 * 4  # queued two at a time
+
+    @pytest.mark.parametrize("path", ["/huge", "/huge_chunked", "/reset_mid", "/garbage"])
+    async def test_a_broken_reply_discards_its_connection(
+        self, gateway, make_agent, fault_agent, transport, path
+    ):
+        make_agent("cita", url=fault_agent.url(path), retries=2)
+        response, elapsed = await timed_post(gateway)
+        assert response.headers["x-gateway-fallback"] in ("too_large", "connection", "decode")
+        assert elapsed < 5
+        assert fault_agent.attempts(path) == 1  # a response byte arrived: never retried
+        fault_agent_ok = fault_agent.url("/ok")
+        assert fault_agent_ok  # the next call gets a working connection
+        response, _ = await timed_post(gateway)
+        assert response.status_code == 200
+
+
+class TestBackpressure:
+    async def test_one_over_the_limit_is_refused_at_once_and_is_not_a_failure(
+        self, gateway, make_agent, fault_agent
+    ):
+        make_agent("cita", url=fault_agent.url("/slow/0.5"), max_concurrency=2, breaker_fail_max=1)
+        held = [asyncio.create_task(timed_post(gateway)) for _ in range(2)]
+        assert await fault_agent.until(lambda a: a.attempts() == 2)
+        for _ in range(5):
+            refused, elapsed = await timed_post(gateway)
+            assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+            assert elapsed < 0.05
+        assert fault_agent.attempts() == 2  # nothing queued, nothing sent
+        assert breaker().state == "closed" and breaker().fail_counter == 0
+        assert all(r.status_code == 200 for r, _ in await asyncio.gather(*held))
+
+
+class TestBreaker:
+    async def test_opens_after_fail_max_and_answers_fast_without_calling(
+        self, gateway, make_agent, fault_agent
+    ):
+        make_agent("cita", url=fault_agent.url("/status/500"), breaker_fail_max=3, retries=0)
+        for expected in ("closed", "closed", "open"):
+            response, _ = await timed_post(gateway)
+            assert response.headers["x-gateway-fallback"] == "bad_status"
+            assert breaker().state == expected
+        connections = fault_agent.connections_opened
+        for _ in range(20):
+            response, elapsed = await timed_post(gateway)
+            assert response.headers["x-gateway-fallback"] == "circuit_open"
+            assert elapsed < 0.005
+        assert fault_agent.attempts() == 3 and fault_agent.connections_opened == connections
+
+    async def test_half_open_lets_three_probes_through_and_a_success_closes(
+        self, gateway, make_agent, fault_agent
+    ):
+        path = "/flap/2/0.4"  # two resets open it; then slow successes
+        make_agent("cita", url=fault_agent.url(path), breaker_fail_max=2, breaker_reset_s=1,
+                   retries=0, max_concurrency=50)  # fmt: skip
+        for _ in range(2):
+            await timed_post(gateway)
+        assert breaker().state == "open"
+        await asyncio.sleep(1.05)  # breaker_reset_s elapses (setup, not an assertion)
+
+        results = await asyncio.gather(*(timed_post(gateway) for _ in range(8)))
+        probes = [r for r, _ in results if "x-gateway-fallback" not in r.headers]
+        refused = [
+            (r, t) for r, t in results if r.headers.get("x-gateway-fallback") == "circuit_open"
+        ]
+        assert len(probes) == 3 and len(refused) == 5
+        assert all(elapsed < 0.05 for _, elapsed in refused)
+        assert fault_agent.attempts(path) == 2 + 3
+        assert breaker().state == "closed"
+
+    async def test_a_failed_probe_reopens(self, gateway, make_agent, fault_agent):
+        make_agent("cita", url=fault_agent.url("/status/502"), breaker_fail_max=1,
+                   breaker_reset_s=1, retries=0)  # fmt: skip
+        await timed_post(gateway)
+        assert breaker().state == "open"
+        await asyncio.sleep(1.05)
+        response, _ = await timed_post(gateway)
+        assert response.headers["x-gateway-fallback"] == "bad_status"  # the probe went through
+        assert breaker().state == "open"
+        response, _ = await timed_post(gateway)
+        assert response.headers["x-gateway-fallback"] == "circuit_open"
+        assert fault_agent.attempts() == 2
+
+    async def test_4xx_is_a_fallback_but_not_a_failure(self, gateway, make_agent, fault_agent):
+        make_agent("cita", url=fault_agent.url("/status/404"), breaker_fail_max=1)
+        for _ in range(3):
+            response, _ = await timed_post(gateway)
+            assert response.headers["x-gateway-fallback"] == "bad_status"
+        assert breaker().state == "closed" and breaker().fail_counter == 0
+        assert fault_agent.attempts() == 3
+
+    async def test_a_caller_disconnect_is_not_a_failure(self, gateway, make_agent, fault_agent):
+        make_agent("cita", url=fault_agent.url("/hang"), breaker_fail_max=1)
+        task = asyncio.create_task(timed_post(gateway))
+        assert await fault_agent.until(lambda a: a.attempts() == 1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert await fault_agent.until(lambda a: a.connections_closed_by_peer == 1, timeout=1)
+        assert breaker().state == "closed" and breaker().fail_counter == 0
+        assert registry.snapshot.agents["cita"].limiter.inflight == 0
+
+
+class TestRetry:
+    @pytest.mark.parametrize("path", ["/reset", "/close"])
+    async def test_refused_or_reset_before_any_byte_is_retried(
+        self, gateway, make_agent, fault_agent, transport, path
+    ):
+        make_agent("cita", url=fault_agent.url(path), retries=2, breaker_fail_max=5)
+        response, elapsed = await timed_post(gateway)
+        assert response.headers["x-gateway-fallback"] == "connection"
+        assert fault_agent.attempts(path) == 3
+        assert 0.2 <= elapsed < 1.0 + 0.5  # two jittered backoffs of 0.1-0.5 s
+        assert breaker().fail_counter == 1  # one outcome per request
+
+    async def test_a_refused_connection_is_retried(self, gateway, make_agent, transport):
+        make_agent("cita", url=refused_url(), retries=1)
+        response, elapsed = await timed_post(gateway)
+        assert response.headers["x-gateway-fallback"] == "connection"
+        assert 0.1 <= elapsed < 0.5 + 0.5  # one backoff: it was tried twice
+
+    async def test_a_flapping_agent_recovers_within_one_request(
+        self, gateway, make_agent, fault_agent, transport
+    ):
+        make_agent("cita", url=fault_agent.url("/flap/1"), retries=1, breaker_fail_max=1)
+        response, _ = await timed_post(gateway)
+        assert response.status_code == 200 and "x-gateway-fallback" not in response.headers
+        assert fault_agent.attempts("/flap/1") == 2
+        assert breaker().state == "closed" and breaker().fail_counter == 0
+
+    @pytest.mark.parametrize("path", ["/status/503", "/hang"])
+    async def test_never_for_statuses_or_timeouts(self, gateway, make_agent, fault_agent, path):
+        make_agent("cita", url=fault_agent.url(path), retries=3, timeout_s=0.5)
+        response, _ = await timed_post(gateway)
+        assert response.headers["x-gateway-fallback"] in ("bad_status", "timeout")
+        assert fault_agent.attempts(path) == 1
