@@ -23,6 +23,7 @@ class GatewaySettings:
     agent_max_response_bytes: int
     agent_http_transport: str
     chat_max_body_bytes: int
+    body_read_timeout_s: float
     registry_poll_interval_s: float
     health_check_timeout_s: float
     log_message_preview: int
@@ -43,6 +44,7 @@ class GatewaySettings:
             agent_max_response_bytes=int(settings.AGENT_MAX_RESPONSE_BYTES),
             agent_http_transport=str(settings.AGENT_HTTP_TRANSPORT),
             chat_max_body_bytes=int(settings.CHAT_MAX_BODY_BYTES),
+            body_read_timeout_s=float(settings.BODY_READ_TIMEOUT_S),
             registry_poll_interval_s=float(settings.REGISTRY_POLL_INTERVAL_S),
             health_check_timeout_s=float(settings.HEALTH_CHECK_TIMEOUT_S),
             log_message_preview=int(settings.LOG_MESSAGE_PREVIEW),

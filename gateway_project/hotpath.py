@@ -70,11 +70,16 @@ class HotPathHandler(ASGIHandler):
         try:
             if declared is not None and declared > limit:
                 raise BodyTooLargeError()
-            body = await self.read_body_capped(receive, limit)
+            async with asyncio.timeout(gateway_settings.body_read_timeout_s):
+                body = await self.read_body_capped(receive, limit)
         except RequestAborted:
             return
         except BodyTooLargeError:
             await self.send_response(detail_response(413, messages.BODY_TOO_LARGE), send)
+            return
+        except TimeoutError:  # a caller dribbling its body holds no worker for long
+            response = detail_response(408, messages.BODY_TIMEOUT, {"Connection": "close"})
+            await self.send_response(response, send)
             return
         set_script_prefix(get_script_prefix(scope))
         try:

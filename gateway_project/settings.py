@@ -165,9 +165,18 @@ AGENT_MAX_RESPONSE_BYTES = env.int("AGENT_MAX_RESPONSE_BYTES", default=10 * 1024
 # HTTP transport of the agent clients: "aiohttp" (measured fastest, bench/README.md) or "httpx".
 AGENT_HTTP_TRANSPORT = env.str("AGENT_HTTP_TRANSPORT", default="aiohttp")
 CHAT_MAX_BODY_BYTES = 512 * 1024  # the contract's limit
+# A request body must arrive within this (408 otherwise): slow uploads cannot pin connections.
+BODY_READ_TIMEOUT_S = env.float("BODY_READ_TIMEOUT_S", default=10.0)
 REGISTRY_POLL_INTERVAL_S = env.float("REGISTRY_POLL_INTERVAL_S", default=1.0)
 HEALTH_CHECK_TIMEOUT_S = env.float("HEALTH_CHECK_TIMEOUT_S", default=2.0)
 LOG_MESSAGE_PREVIEW = env.int("LOG_MESSAGE_PREVIEW", default=40)
+# Prometheus multiprocess mode (several workers): every process writes its samples to this
+# directory and any worker's /metrics sums them (README "Operations"). prometheus_client reads the
+# variable itself, in every process that imports a metric (manage.py commands too), and fails if
+# the directory is missing; so it is created here, before any metric exists.
+PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
+if PROMETHEUS_MULTIPROC_DIR:
+    Path(PROMETHEUS_MULTIPROC_DIR).mkdir(parents=True, exist_ok=True)
 # Requests per minute per caller (API key; client IP when auth is off); 0 turns limiting off.
 # API keys in the admin may set their own. Shared across workers and instances through Redis.
 RATE_LIMIT_PER_MINUTE = env.int("RATE_LIMIT_PER_MINUTE", default=1200)
@@ -194,6 +203,13 @@ LOGGING = {
     "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
     "loggers": {
         "django": {"level": "INFO" if LOG_LEVEL == "DEBUG" else LOG_LEVEL},
+        # uvicorn's own lines (started, shutting down) as JSON on stdout like ours; its access
+        # line is off, the gateway writes its own.
+        "uvicorn": {
+            "handlers": ["stdout"],
+            "level": "INFO" if LOG_LEVEL == "DEBUG" else LOG_LEVEL,
+            "propagate": False,
+        },
         "uvicorn.access": {"level": "WARNING"},
         "httpx": {"level": "WARNING"},
         "httpcore": {"level": "WARNING"},

@@ -1,0 +1,211 @@
+"""Faults that need a real server process: caller disconnects, SIGTERM drain, slow callers, and
+a leak check after 1,000 faulty requests."""
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import chat_body
+
+CHAT = "/api/agent/chat"
+
+
+def create_agents(live_db, fault_agent, **agents: str) -> None:
+    """key=path pairs; each agent is routed by its key, with small timeouts for speed."""
+    code = ["from agents.models import Agent, RoutingName"]
+    for key, path in agents.items():
+        code.append(
+            f"a = Agent.objects.create(key='{key}', name='{key}', url='{fault_agent.url(path)}',"
+            " timeout_s=1, connect_timeout_s=0.5, max_concurrency=200, breaker_fail_max=100000)"
+        )
+        code.append(f"RoutingName.objects.create(agent=a, name='{key}')")
+    live_db.python("\n".join(code))
+
+
+def metric(scrape: str, name: str, **labels: str) -> float:
+    label_text = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    match = re.search(rf"^{name}\{{{re.escape(label_text)}\}} (\S+)$", scrape, re.M)
+    return float(match.group(1)) if match else 0.0
+
+
+def raw_request(port: int, body: dict) -> socket.socket:
+    payload = json.dumps(body).encode()
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.sendall(
+        b"POST /api/agent/chat HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(payload), payload)
+    )
+    return sock
+
+
+def test_a_caller_disconnect_cancels_the_agent_call_within_1s(
+    live_db, gateway_process, fault_agent
+):
+    create_agents(live_db, fault_agent, cita="/hang")
+    live_db.python("from agents.models import Agent; Agent.objects.update(timeout_s=30)")
+    gateway = gateway_process()
+    sock = raw_request(gateway.port, chat_body())
+    assert fault_agent.wait_for(lambda a: a.attempts() == 1)
+    sock.close()
+    closed_at = time.monotonic()
+    assert fault_agent.wait_for(lambda a: a.connections_closed_by_peer == 1, timeout=1.0)
+    assert time.monotonic() - closed_at < 1.0
+
+    scrape = httpx.get(f"{gateway.url}/metrics", timeout=5).text
+    assert metric(scrape, "gateway_inflight_requests", agent="cita") == 0
+    assert metric(scrape, "gateway_requests_total", agent="cita", status="200") == 0  # no answer
+    assert gateway.stop() == 0
+    access = [json.loads(line) for line in gateway.logs().splitlines()
+              if line.startswith("{") and '"event":"request"' in line]  # fmt: skip
+    assert [(a["path"], a["outcome"]) for a in access if a["path"] == CHAT] == [
+        (CHAT, "disconnected")
+    ]
+
+
+def test_sigterm_lets_in_flight_requests_finish_and_exits_0(live_db, gateway_process, fault_agent):
+    create_agents(live_db, fault_agent, cita="/slow/1.5")
+    live_db.python("from agents.models import Agent; Agent.objects.update(timeout_s=5)")
+    gateway = gateway_process("--timeout-graceful-shutdown", "10")
+    result: dict = {}
+
+    def call() -> None:
+        result["response"] = httpx.post(f"{gateway.url}{CHAT}", json=chat_body(), timeout=10)
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    assert fault_agent.wait_for(lambda a: a.attempts() == 1)
+    gateway.process.send_signal(signal.SIGTERM)
+    stopped_accepting = False
+    deadline = time.monotonic() + 1
+    while time.monotonic() < deadline and not stopped_accepting:
+        try:
+            socket.create_connection(("127.0.0.1", gateway.port), timeout=0.2).close()
+            time.sleep(0.02)
+        except OSError:
+            stopped_accepting = True
+    assert stopped_accepting, "still accepting connections after SIGTERM"
+    caller.join(10)
+    response = result["response"]
+    assert response.status_code == 200 and "x-gateway-fallback" not in response.headers
+    assert gateway.process.wait(15) == 0
+    assert "Traceback" not in gateway.logs()
+
+
+def test_slow_callers_do_not_stop_normal_requests(live_db, gateway_process, fault_agent):
+    create_agents(live_db, fault_agent, cita="/ok")
+    gateway = gateway_process(env={"BODY_READ_TIMEOUT_S": "2"})
+    slow_headers, slow_bodies = [], []
+    try:
+        for _ in range(200):  # headers that never finish
+            sock = socket.create_connection(("127.0.0.1", gateway.port))
+            sock.sendall(b"POST /api/agent/chat HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            slow_headers.append(sock)
+        for _ in range(20):  # a body that never finishes
+            sock = socket.create_connection(("127.0.0.1", gateway.port))
+            sock.sendall(
+                b"POST /api/agent/chat HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b'Content-Length: 1000\r\n\r\n{"message": '
+            )
+            slow_bodies.append(sock)
+        with httpx.Client(timeout=5) as client:
+            for _ in range(20):
+                started = time.monotonic()
+                response = client.post(f"{gateway.url}{CHAT}", json=chat_body())
+                assert response.status_code == 200
+                assert time.monotonic() - started < 0.5
+        # The dribbled bodies get a 408 once BODY_READ_TIMEOUT_S passes.
+        slow_bodies[0].settimeout(5)
+        answer = slow_bodies[0].recv(4096)
+        assert answer.startswith(b"HTTP/1.1 408")
+        assert "El cuerpo de la solicitud no llegó a tiempo".encode() in answer
+    finally:
+        for sock in slow_headers + slow_bodies:
+            sock.close()
+
+
+# -- leak check ----------------------------------------------------------------------------------
+
+
+def _open_sockets(pid: int) -> int:
+    fd_dir = Path(f"/proc/{pid}/fd")
+    count = 0
+    for fd in fd_dir.iterdir():
+        with contextlib.suppress(OSError):  # closed while we looked
+            count += os.readlink(fd).startswith("socket:")
+    return count
+
+
+def _rss_kb(pid: int) -> int:
+    text = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmRSS:\s+(\d+) kB", text).group(1))
+
+
+MIX = ["ok", "ok", "roto", "reset", "hang", "garbage", "huge", "lento", "nadie", "bad"]
+
+
+async def _mixed_load(base: str, count: int, concurrency: int = 20) -> dict[int, int]:
+    statuses: dict[int, int] = {}
+    semaphore = asyncio.Semaphore(concurrency)
+    async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+
+        async def one(i: int) -> None:
+            kind = MIX[i % len(MIX)]
+            async with semaphore:
+                if kind == "bad":
+                    response = await client.post(CHAT, content=b"{not json")
+                elif kind == "lento" and i % 20 == 7:  # a caller that gives up mid-call
+                    try:
+                        await client.post(CHAT, json=chat_body(config={"modalidad": kind}),
+                                          timeout=0.1)  # fmt: skip
+                    except httpx.TimeoutException:
+                        statuses[0] = statuses.get(0, 0) + 1
+                    return
+                else:
+                    response = await client.post(CHAT, json=chat_body(config={"modalidad": kind}))
+            statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+
+        await asyncio.gather(*(one(i) for i in range(count)))
+    return statuses
+
+
+def test_no_leak_after_1000_faulty_requests(live_db, gateway_process, fault_agent):
+    create_agents(
+        live_db, fault_agent, ok="/ok", roto="/status/500", reset="/reset", hang="/hang",
+        garbage="/garbage", huge="/huge", lento="/slow/0.5",
+    )  # fmt: skip
+    live_db.python("from agents.models import Agent; Agent.objects.filter(key='hang')"
+                   ".update(timeout_s=0.5, connect_timeout_s=0.5)")  # fmt: skip
+    gateway = gateway_process()
+    pid = gateway.process.pid
+    asyncio.run(_mixed_load(gateway.url, 200))  # warm up: pools, imports, caches
+    time.sleep(1)  # let closed sockets settle before the baseline (setup, not an assertion)
+    sockets_before, rss_before = _open_sockets(pid), _rss_kb(pid)
+
+    statuses = asyncio.run(_mixed_load(gateway.url, 1000))
+    assert sum(statuses.values()) == 1000
+    assert set(statuses) <= {0, 200, 400}, statuses
+
+    deadline = time.monotonic() + 5
+    while True:
+        scrape = httpx.get(f"{gateway.url}/metrics", timeout=5).text
+        inflight = [float(v) for v in re.findall(r"^gateway_inflight_requests\{.*\} (\S+)$",
+                                                 scrape, re.M)]  # fmt: skip
+        sockets = _open_sockets(pid)
+        if (all(v == 0 for v in inflight) and sockets <= sockets_before + 2) or (
+            time.monotonic() > deadline
+        ):
+            break
+        time.sleep(0.1)
+    assert inflight and all(v == 0 for v in inflight), inflight
+    assert sockets <= sockets_before + 2, (sockets_before, sockets)
+    growth_mb = (_rss_kb(pid) - rss_before) / 1024
+    assert growth_mb < 10, growth_mb
