@@ -7,6 +7,7 @@ is counted under UNROUTED, never as the raw string.
 import contextlib
 import os
 
+from django.conf import settings
 from prometheus_client import Counter, Gauge, Histogram, multiprocess
 
 from agents.breaker import STATE_VALUES
@@ -38,7 +39,7 @@ breaker_state = Gauge(
     "gateway_circuit_breaker_state",
     "Circuit breaker state: 0 closed, 1 open, 2 half-open.",
     ["agent"],
-    multiprocess_mode="max",
+    multiprocess_mode="livemax",  # the worst state among live workers; dead ones drop out
 )
 upstream_status = Counter(
     "gateway_upstream_http_status", "HTTP statuses agents answered.", ["agent", "status_code"]
@@ -83,5 +84,5 @@ def agent_error(agent: str, exc: Exception) -> None:
 
 def process_exit() -> None:
     """In multiprocess mode, drop this worker's live gauges (in-flight calls) from the sums."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if settings.PROMETHEUS_MULTIPROC_DIR:
         multiprocess.mark_process_dead(os.getpid())

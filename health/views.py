@@ -2,11 +2,11 @@
 
 import asyncio
 import functools
-import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -92,7 +92,7 @@ async def health_ready(request: HttpRequest) -> HttpResponse:
 
 
 def _metrics_registry() -> CollectorRegistry:
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if settings.PROMETHEUS_MULTIPROC_DIR:
         collected = CollectorRegistry()
         multiprocess.MultiProcessCollector(collected)
         return collected

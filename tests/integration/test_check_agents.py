@@ -1,7 +1,13 @@
 """`manage.py check_agents`: table, --json, --chat, and its three exit codes."""
 
 import json
+import subprocess
+import sys
 import time
+
+import httpx
+
+from tests.conftest import ROOT, chat_body
 
 
 def setup_agents(live_db, fault_agent) -> None:
@@ -83,3 +89,36 @@ def test_results_are_recorded_as_the_last_health_check(live_db, fault_agent):
         "print([(h.agent.key, h.status) for h in HealthResult.objects.all()])"
     )
     assert out.strip() == "[('cita', 'ok')]"
+
+
+def test_an_unreachable_database_exits_2(live_db, tmp_path):
+    env = {**live_db.env, "DATABASE_URL": f"sqlite:///{tmp_path}/missing/dir/gateway.sqlite3"}
+    result = subprocess.run([sys.executable, "manage.py", "check_agents"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert result.returncode == 2 and "database unreachable" in result.stderr
+
+
+def test_an_open_breaker_in_a_serving_worker_and_a_missing_url(
+    live_db, gateway_process, fault_agent
+):
+    live_db.python(
+        "from agents.models import Agent, RoutingName\n"
+        f"a = Agent.objects.create(key='roto', name='Roto', url='{fault_agent.url('/status/500')}',"
+        " breaker_fail_max=1, retries=0)\n"
+        "RoutingName.objects.create(agent=a, name='roto')\n"
+        "Agent.objects.create(key='sin_url', name='Sin URL', url='')"
+    )
+    gateway = gateway_process()
+    body = chat_body(config={"modalidad": "roto"})
+    response = httpx.post(f"{gateway.url}/api/agent/chat", json=body, timeout=10)
+    assert response.headers["X-Gateway-Fallback"] == "bad_status"  # the breaker is open now
+
+    deadline = time.monotonic() + 15  # the worker publishes its breakers every 2 s
+    while True:
+        result = check(live_db, "--json")
+        statuses = {row["key"]: row["status"] for row in json.loads(result.stdout)["agents"]}
+        if statuses["roto"] == "circuit_open" or time.monotonic() > deadline:
+            break
+    assert result.returncode == 1
+    assert statuses == {"roto": "circuit_open", "sin_url": "no_url"}
+    assert fault_agent.attempts("/health") == 0  # neither was probed

@@ -97,6 +97,7 @@ class TestHealth:
         make_agent("ok", url=fault_agent.url("/ok"))
         make_agent("off", url=fault_agent.url("/ok"), enabled=False)
         make_agent("down", url=refused_url())
+        make_agent("sin_url", url="")  # a row saved without validation (a raw import, the shell)
         make_agent("abierto", url=fault_agent.url("/status/500"), breaker_fail_max=1, retries=0)
         await gateway.post(CHAT, json=chat_body(config={"modalidad": "abierto"}))
         assert registry.snapshot.agents["abierto"].breaker.state == "open"
@@ -107,8 +108,24 @@ class TestHealth:
             "status": "degraded",
             "service": "gateway",
             "agents": {"ok": "ok", "off": "disabled", "down": "unreachable",
-                       "abierto": "circuit_open"},
+                       "sin_url": "no_url", "abierto": "circuit_open"},
         }  # fmt: skip
+        assert fault_agent.attempts("/health") == 1  # only the enabled agent with a URL
+
+    async def test_a_non_2xx_health_answer_is_unreachable(self, gateway, make_agent, fault_agent):
+        make_agent("mal", url=fault_agent.url("/ok"), health_url=fault_agent.url("/status/503"))
+        response = await gateway.get("/health")
+        assert response.status_code == 503
+        assert response.json()["agents"] == {"mal": "unreachable"}
+
+    async def test_checks_share_one_client(self, gateway, make_agent, fault_agent):
+        for key in ("a", "b"):
+            make_agent(key, url=fault_agent.url("/ok"))
+        for _ in range(3):
+            assert (await gateway.get("/health")).status_code == 200
+        assert fault_agent.attempts("/health") == 6
+        # Kept-alive connections of one shared client: at most one per agent checked at once.
+        assert fault_agent.connections_opened <= 2
 
     async def test_all_healthy_is_200(self, gateway, make_agent, fault_agent):
         make_agent("ok", url=fault_agent.url("/ok"))
@@ -132,6 +149,9 @@ class TestHealth:
         assert fault_agent.attempts("/hang") == 5
 
 
+REQUEST_EVENTS = {"request", "agent_call", "breaker_state_change"}
+
+
 @pytest.mark.parametrize("preview", ["8", "0"])
 def test_json_logs_carry_the_request_id_and_no_more_message_than_allowed(
     live_db, gateway_process, fault_agent, preview
@@ -139,30 +159,55 @@ def test_json_logs_carry_the_request_id_and_no_more_message_than_allowed(
     live_db.python(
         "from agents.models import Agent, RoutingName\n"
         f"a = Agent.objects.create(key='cita', name='Cita', url='{fault_agent.url('/ok')}')\n"
-        "RoutingName.objects.create(agent=a, name='cita')"
+        "RoutingName.objects.create(agent=a, name='cita')\n"
+        f"r = Agent.objects.create(key='roto', name='Roto', url='{fault_agent.url('/status/500')}',"
+        " breaker_fail_max=1, retries=0)\n"
+        "RoutingName.objects.create(agent=r, name='roto')"
     )
-    gateway = gateway_process(env={"LOG_LEVEL": "DEBUG", "LOG_MESSAGE_PREVIEW": preview})
+    api_key = "obs-configured-key-4242"
+    gateway = gateway_process(
+        env={"LOG_LEVEL": "DEBUG", "LOG_MESSAGE_PREVIEW": preview, "GATEWAY_API_KEY": api_key}
+    )
     message = "Quiero agendar una cita mañana a las 10"
-    headers = {"X-Request-ID": "n8n-run-77"}
-    response = httpx.post(
-        f"{gateway.url}{CHAT}", json=chat_body(message=message), headers=headers, timeout=10
-    )
-    assert response.status_code == 200
+    auth = {"X-API-Key": api_key}
+    ok = httpx.post(f"{gateway.url}{CHAT}", json=chat_body(message=message), timeout=10,
+                    headers={**auth, "X-Request-ID": "n8n-run-77"})  # fmt: skip
+    assert ok.status_code == 200 and "X-Gateway-Fallback" not in ok.headers
+    broken = httpx.post(f"{gateway.url}{CHAT}", json=chat_body(config={"modalidad": "roto"}),
+                        timeout=10, headers={**auth, "X-Request-ID": "n8n-run-78"})  # fmt: skip
+    assert broken.headers["X-Gateway-Fallback"] == "bad_status"
     assert gateway.stop() == 0
-    lines = [json.loads(line) for line in gateway.logs().splitlines() if line.startswith("{")]
-    startup = next(line for line in lines if line.get("event") == "startup")
-    assert startup["agents"]["cita"]["enabled"] is True and startup["auth"] == "off"
-    ours = [line for line in lines if line.get("request_id") == "n8n-run-77"]
-    access = [line for line in ours if line.get("event") == "request"]
-    assert len(access) == 1
-    expected = {"method": "POST", "path": CHAT, "status": 200, "agent": "cita",
-                "session_id": 3796, "outcome": "ok"}  # fmt: skip
-    assert {k: access[0][k] for k in expected} == expected
-    assert access[0]["duration_ms"] > 0
-    assert any(line.get("event") == "agent_call" for line in ours)  # debug line, same id
+
     text = gateway.logs()
-    assert message not in text
+    assert api_key not in text and message not in text
+    lines = [json.loads(line) for line in text.splitlines()]  # uvicorn's own lines too
+    for line in lines:
+        assert {"ts", "level", "logger", "msg", "request_id"} <= line.keys(), line
+    startup = next(line for line in lines if line.get("event") == "startup")
+    assert startup["agents"]["cita"] == {"enabled": True, "timeout_s": 25.0}
+    assert startup["auth"] == "on" and startup["request_id"] == "-"
+
+    # Every line a request wrote carries its id; no request line escapes without one.
+    by_id = {rid: [line for line in lines if line["request_id"] == rid]
+             for rid in ("n8n-run-77", "n8n-run-78")}  # fmt: skip
+    chat_lines = [line for line in lines if line.get("event") in REQUEST_EVENTS
+                  and line.get("path", CHAT) == CHAT]  # fmt: skip
+    assert all(line["request_id"] in by_id for line in chat_lines)
+    assert [line["event"] for line in by_id["n8n-run-77"]] == ["agent_call", "request"]
+    assert [line["event"] for line in by_id["n8n-run-78"]] == [
+        "breaker_state_change", "agent_call", "request"
+    ]  # fmt: skip
+    breaker = by_id["n8n-run-78"][0]
+    assert breaker["level"] == "warning" and (breaker["from"], breaker["to"]) == ("closed", "open")
+
+    access = by_id["n8n-run-77"][-1]
+    expected = {"method": "POST", "path": CHAT, "status": 200, "agent": "cita",
+                "session_id": 3796, "outcome": "ok", "logger": "gateway.access"}  # fmt: skip
+    assert {k: access[k] for k in expected} == expected
+    assert access["duration_ms"] > 0
+    assert by_id["n8n-run-78"][-1]["outcome"] == "bad_status"
     if preview == "0":
         assert "Quiero" not in text
+        assert access["message_preview"] is None
     else:
-        assert access[0]["message_preview"] == "Quiero a…"
+        assert access["message_preview"] == "Quiero a…"
