@@ -29,6 +29,7 @@ class GatewaySettings:
     log_message_preview: int
     rate_limit_per_minute: int
     rate_limit_storage_uri: str
+    redis_url: str
 
     @property
     def user_agent(self) -> str:
@@ -50,6 +51,7 @@ class GatewaySettings:
             log_message_preview=int(settings.LOG_MESSAGE_PREVIEW),
             rate_limit_per_minute=int(settings.RATE_LIMIT_PER_MINUTE),
             rate_limit_storage_uri=str(settings.RATE_LIMIT_STORAGE_URI),
+            redis_url=str(settings.REDIS_URL),
         )
 
 

@@ -11,13 +11,13 @@ from agents.selectors import AGENTS_VERSION, COMMANDS_VERSION
 
 
 def config_version_bump(*, name: str = AGENTS_VERSION) -> None:
-    """Mark the configuration changed and, after commit, refresh this process's registry."""
+    """Mark the configuration changed; after commit, refresh this process and notify the rest."""
     updated = ConfigVersion.objects.filter(name=name).update(version=F("version") + 1)
     if not updated:
         ConfigVersion.objects.get_or_create(name=name, defaults={"version": 1})
     from agents.sync import registry_sync
 
-    transaction.on_commit(registry_sync.refresh_now)
+    transaction.on_commit(lambda: registry_sync.changed(name))
 
 
 def agent_set_enabled(*, keys: list[str], enabled: bool) -> int:

@@ -3,8 +3,10 @@
 A daemon thread reads the ConfigVersion rows every REGISTRY_POLL_INTERVAL_S (one small query)
 and reloads the agents or the keys when their version moved, so a change saved in any process
 reaches every worker within about one interval, on SQLite and PostgreSQL alike. The saving
-process does not wait for the poll: `refresh_now` runs after its commit. If the database is
-unreachable the process keeps the agents and keys it last loaded and the poller keeps trying.
+process does not wait for the poll: `changed` runs after its commit, refreshes it at once and,
+when REDIS_URL is set, publishes a wake-up that every worker's listener thread turns into an
+immediate poll (agents/notify.py). If the database is unreachable the process keeps the agents
+and keys it last loaded and the poller keeps trying.
 The same thread writes API keys' `last_used_at` in batches, publishes this worker's agent state
 for the admin and applies the admin's breaker resets (agents/worker_state.py).
 """
@@ -18,6 +20,7 @@ from django.db import close_old_connections, connection
 
 from agents.conf import gateway_settings
 from agents.keys import KeyStore, key_store
+from agents.notify import ChangeNotifier
 from agents.registry import AgentRegistry, registry
 from agents.selectors import (
     AGENTS_VERSION,
@@ -46,6 +49,8 @@ class RegistrySync:
         self._commands_version: int | None = None
         self._published_at = -float("inf")
         self._thread: threading.Thread | None = None
+        self._listener: threading.Thread | None = None
+        self._notifier: ChangeNotifier | None = None
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._start_lock = asyncio.Lock()
@@ -69,6 +74,30 @@ class RegistrySync:
                     target=self._poll_forever, name="registry-sync", daemon=True
                 )
                 self._thread.start()
+                notifier = self._notifier_for_settings()
+                if notifier is not None:
+                    self._listener = threading.Thread(
+                        target=notifier.listen,
+                        args=(self._wake.set, self._stop),
+                        name="registry-notify",
+                        daemon=True,
+                    )
+                    self._listener.start()
+
+    def changed(self, name: str) -> None:
+        """After a commit that bumped `name`: refresh this process and wake every other one."""
+        self.refresh_now()
+        notifier = self._notifier_for_settings()
+        if notifier is not None:
+            notifier.publish(name)
+
+    def _notifier_for_settings(self) -> ChangeNotifier | None:
+        url = gateway_settings.redis_url
+        if not url:
+            return None
+        if self._notifier is None or self._notifier.url != url:
+            self._notifier = ChangeNotifier(url)
+        return self._notifier
 
     def refresh_now(self) -> None:
         """Reload at once (called after a commit in the saving process; any thread)."""
@@ -81,6 +110,9 @@ class RegistrySync:
         self._wake.set()
         self._start_lock = asyncio.Lock()  # the next start may be on another event loop
         thread, self._thread = self._thread, None
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.join(timeout=5)
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=5)
             try:

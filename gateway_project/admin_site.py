@@ -4,8 +4,11 @@ Failed logins are counted in the Django cache (shared by every worker when Redis
 per username and per client IP over a sliding ADMIN_LOGIN_LOCKOUT_S; past the limit, further
 attempts get a 429 page with Retry-After without checking the password, so guessing costs the
 attacker the whole lockout whatever they try. A successful login clears the username's count.
+If the cache is unreachable (Redis down), logins are checked without the lockout and a warning
+is logged: admins can still get in to fix things.
 """
 
+import logging
 from typing import Any
 
 from django.conf import settings
@@ -13,6 +16,8 @@ from django.contrib import admin
 from django.contrib.admin.apps import AdminConfig
 from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse
+
+logger = logging.getLogger("gateway.admin")
 
 _LOCKED_PAGE = (
     "<!doctype html><title>Too many attempts</title>"
@@ -29,6 +34,16 @@ def _counter_keys(request: HttpRequest) -> list[tuple[str, int]]:
     ]
 
 
+def _count_attempt(keys: list[tuple[str, int]], *, succeeded: bool, lockout_s: int) -> None:
+    if succeeded:
+        cache.delete(keys[0][0])
+        return
+    for key, _limit in keys:
+        cache.add(key, 0, lockout_s)
+        cache.incr(key)
+        cache.touch(key, lockout_s)
+
+
 class GatewayAdminSite(admin.AdminSite):
     site_header = "Agent gateway"
     site_title = "Agent gateway admin"
@@ -38,20 +53,22 @@ class GatewayAdminSite(admin.AdminSite):
             return super().login(request, extra_context)
         keys = _counter_keys(request)
         lockout_s = settings.ADMIN_LOGIN_LOCKOUT_S
-        if any(cache.get(key, 0) >= limit for key, limit in keys):
+        try:
+            locked = any(cache.get(key, 0) >= limit for key, limit in keys)
+        except Exception:
+            logger.warning("login lockout cache unreachable; not throttling", exc_info=True)
+            return super().login(request, extra_context)
+        if locked:
             response = HttpResponse(
                 _LOCKED_PAGE.format(minutes=max(1, lockout_s // 60)), status=429
             )
             response["Retry-After"] = str(lockout_s)
             return response
         response = super().login(request, extra_context)
-        if request.user.is_authenticated:
-            cache.delete(keys[0][0])
-        else:
-            for key, _limit in keys:
-                cache.add(key, 0, lockout_s)
-                cache.incr(key)
-                cache.touch(key, lockout_s)
+        try:
+            _count_attempt(keys, succeeded=request.user.is_authenticated, lockout_s=lockout_s)
+        except Exception:
+            logger.warning("login lockout cache unreachable; attempt not counted", exc_info=True)
         return response
 
 

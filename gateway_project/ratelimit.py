@@ -7,7 +7,8 @@ blocking call on the event loop. The strategy is a sliding-window counter: two c
 caller, no burst of twice the limit at a window edge.
 
 When the storage fails (Redis down), requests are allowed and a warning is logged at most once a
-minute: chat keeps working and rate limiting resumes when Redis is back.
+minute: chat keeps working, the storage is not tried again for STORAGE_RETRY_S (no request pays
+a connect timeout during an outage), and rate limiting resumes when Redis is back.
 """
 
 import asyncio
@@ -25,6 +26,7 @@ from agents.conf import gateway_settings
 logger = logging.getLogger("gateway.ratelimit")
 
 _DEGRADED_LOG_INTERVAL_S = 60.0
+STORAGE_RETRY_S = 2.0
 _NAMESPACE = "chat"
 
 
@@ -41,6 +43,7 @@ class RateLimiter:
         self._strategy: SlidingWindowCounterRateLimiter | None = None
         self._items: dict[int, RateLimitItem] = {}
         self._degraded_logged_at = -math.inf
+        self._storage_down_until = -math.inf
 
     def _strategy_for_loop(self) -> SlidingWindowCounterRateLimiter:
         loop = asyncio.get_running_loop()
@@ -48,7 +51,11 @@ class RateLimiter:
             options: dict[str, Any] = {}
             uri = gateway_settings.rate_limit_storage_uri
             if uri.startswith("async+redis"):
-                options = {"implementation": "redispy", "socket_timeout": 0.5}
+                options = {
+                    "implementation": "redispy",
+                    "socket_timeout": 0.5,
+                    "socket_connect_timeout": 0.5,
+                }
             self._strategy = SlidingWindowCounterRateLimiter(storage_from_string(uri, **options))
             self._loop = loop
         return self._strategy
@@ -63,7 +70,7 @@ class RateLimiter:
 
     async def check(self, identity: str, per_minute: int) -> None:
         """Count one request for `identity`; raise RateLimited when its budget is spent."""
-        if per_minute <= 0:
+        if per_minute <= 0 or time.monotonic() < self._storage_down_until:
             return
         item = self._item(per_minute)
         try:
@@ -72,6 +79,7 @@ class RateLimiter:
                 return
             stats = await strategy.get_window_stats(item, identity)
         except Exception:
+            self._storage_down_until = time.monotonic() + STORAGE_RETRY_S
             self._log_degraded()
             return
         raise RateLimited(max(1, math.ceil(stats.reset_time - time.time())))
@@ -90,6 +98,7 @@ class RateLimiter:
         """Forget every counter (tests)."""
         self._strategy = None
         self._loop = None
+        self._storage_down_until = -math.inf
 
 
 rate_limiter = RateLimiter()

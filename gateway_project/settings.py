@@ -95,12 +95,20 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command", "PRAGMA journal_mode=WAL; PRAGMA busy_timeout=5000;"
     )
 
-_cache_url = env.str("CACHE_URL", default="") or env.str("REDIS_URL", default="")
+# Redis (optional): the shared cache (admin login lockout), rate-limit counters shared by every
+# worker and instance, and configuration-change notifications (agents/notify.py).
+REDIS_URL = env.str("REDIS_URL", default="")
+_cache_url = env.str("CACHE_URL", default="") or REDIS_URL
 CACHES = {
     "default": env.cache_url_config(_cache_url)
     if _cache_url
     else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
 }
+if CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache":
+    # Fail fast when Redis is unreachable instead of holding an admin request.
+    CACHES["default"].setdefault("OPTIONS", {}).update(
+        {"socket_connect_timeout": 0.5, "socket_timeout": 0.5}
+    )
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -180,10 +188,9 @@ if PROMETHEUS_MULTIPROC_DIR:
 # Requests per minute per caller (API key; client IP when auth is off); 0 turns limiting off.
 # API keys in the admin may set their own. Shared across workers and instances through Redis.
 RATE_LIMIT_PER_MINUTE = env.int("RATE_LIMIT_PER_MINUTE", default=1200)
-_redis_url = env.str("REDIS_URL", default="")
 RATE_LIMIT_STORAGE_URI = env.str(
     "RATE_LIMIT_STORAGE_URI",
-    default=f"async+{_redis_url}" if _redis_url.startswith("redis") else "async+memory://",
+    default=f"async+{REDIS_URL}" if REDIS_URL.startswith("redis") else "async+memory://",
 )
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
 

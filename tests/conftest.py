@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,6 +19,7 @@ import httpx
 import pytest
 
 from tests.fault_agent import FaultAgent
+from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -119,17 +119,11 @@ def chat_body(**overrides: Any) -> dict[str, Any]:
 # -- real processes on a file database ---------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
 class LiveDatabase:
-    """A migrated SQLite file that subprocesses (gateways, management commands) share."""
+    """A migrated database (a SQLite file, or PostgreSQL in the scale-out tests) that
+    subprocesses (gateways, management commands) share through DATABASE_URL in `env`."""
 
-    path: Path
     env: dict[str, str] = field(default_factory=dict)
 
     def manage(
@@ -162,7 +156,7 @@ def live_db(tmp_path: Path) -> LiveDatabase:
         "LOG_LEVEL": "INFO",
     }
     env.pop("DJANGO_SETTINGS_MODULE", None)
-    db = LiveDatabase(path=path, env=env)
+    db = LiveDatabase(env=env)
     db.manage("migrate", "--no-input")
     db.python("from agents.models import Agent; Agent.objects.all().delete()")
     return db

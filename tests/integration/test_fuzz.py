@@ -40,7 +40,7 @@ def fuzz_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayPr
            "SECRET_KEY": "fuzz-secret", "RATE_LIMIT_PER_MINUTE": "0",
            "ALLOWED_HOSTS": "127.0.0.1,localhost", "LOG_LEVEL": "WARNING"}  # fmt: skip
     env.pop("DJANGO_SETTINGS_MODULE", None)
-    db = LiveDatabase(path=path, env=env)
+    db = LiveDatabase(env=env)
     db.manage("migrate", "--no-input")
     db.python(
         "from agents.models import Agent\n"
