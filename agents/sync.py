@@ -34,6 +34,7 @@ from agents.services import api_keys_mark_used
 from agents.worker_state import (
     PUBLISH_INTERVAL_S,
     BreakerResetFollower,
+    fleet_open_breakers,
     worker_state_publish,
     worker_state_withdraw,
 )
@@ -55,6 +56,8 @@ class RegistrySync:
         self._wake = threading.Event()
         self._start_lock = asyncio.Lock()
         self.db_ok: bool | None = None
+        # Agents whose breaker another worker reports open (read with each publish), for /health.
+        self.fleet_open_breakers: frozenset[str] = frozenset()
 
     @property
     def started(self) -> bool:
@@ -175,6 +178,7 @@ class RegistrySync:
         self._published_at = now
         try:
             worker_state_publish(self._registry)
+            self.fleet_open_breakers = fleet_open_breakers()
         except Exception:
             logger.warning("publishing this worker's state failed", exc_info=True)
 

@@ -105,6 +105,13 @@ class AgentFleetView:
         return self.fallbacks_5m / self.requests_5m if self.requests_5m else None
 
 
+def fleet_open_breakers() -> frozenset[str]:
+    """Agents whose breaker is open in at least one live serving process."""
+    return frozenset(
+        key for key, view in fleet_status().items() if "open" in view.breakers.values()
+    )
+
+
 def fleet_status(now: Any = None) -> dict[str, AgentFleetView]:
     """Every agent as the live serving processes last published it."""
     now = now or timezone.now()

@@ -10,7 +10,7 @@ from django.utils import timezone
 from agents.conf import gateway_settings
 from agents.models import Agent, HealthResult
 from agents.specs import AgentSpec
-from agents.worker_state import fleet_status
+from agents.worker_state import fleet_open_breakers
 from health.probes import AgentHealth, ChatProbe, new_probe_client, probe_all, probe_chat
 
 
@@ -27,9 +27,7 @@ def agents_check_health(
     """
     specs = _specs(agents)
     timeout = timeout_s or gateway_settings.health_check_timeout_s
-    open_anywhere = {
-        key: "open" for key, view in fleet_status().items() if "open" in view.breakers.values()
-    }
+    open_anywhere = dict.fromkeys(fleet_open_breakers(), "open")
 
     async def run() -> dict[str, AgentHealth]:
         async with new_probe_client() as client:

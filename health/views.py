@@ -61,7 +61,7 @@ async def health_full(request: HttpRequest) -> HttpResponse:
         (r.spec for r in runtimes),
         probe_client(),
         timeout_s=gateway_settings.health_check_timeout_s,
-        breaker_states={r.key: r.breaker.state for r in runtimes},
+        breaker_states=_breaker_states(runtimes),
     )
     healthy = all(h.healthy for h in results.values())
     return json_response(
@@ -72,6 +72,12 @@ async def health_full(request: HttpRequest) -> HttpResponse:
             "agents": {key: h.status for key, h in results.items()},
         },
     )
+
+
+def _breaker_states(runtimes: list[Any]) -> dict[str, str]:
+    """This process's breakers, and "open" where another live worker reports one open."""
+    open_elsewhere = registry_sync.fleet_open_breakers
+    return {r.key: "open" if r.key in open_elsewhere else r.breaker.state for r in runtimes}
 
 
 @_get_only

@@ -70,3 +70,24 @@ def test_workers_publish_state_and_a_breaker_reset_reaches_all(
 
     workers[0].stop()
     wait_for_fleet(live_db, lambda v: len(v["cita"]["breakers"]) == 1)
+
+
+def test_health_shows_a_breaker_open_in_another_worker(live_db, gateway_process, fault_agent):
+    live_db.python(
+        "from agents.models import Agent, RoutingName\n"
+        f"a = Agent.objects.create(key='cita', name='Cita', url='{fault_agent.url('/status/500')}',"
+        " breaker_fail_max=1, breaker_reset_s=3600)\n"
+        "RoutingName.objects.create(agent=a, name='cita')"
+    )
+    tripped, other = gateway_process(), gateway_process()
+    response = httpx.post(f"{tripped.url}{CHAT}", json=chat_body(), timeout=10)
+    assert response.headers["x-gateway-fallback"] == "bad_status"  # open in `tripped` only
+
+    deadline = time.monotonic() + 8  # each worker publishes, and reads the others, every 2 s
+    while (health := httpx.get(f"{other.url}/health", timeout=5)).json()["agents"][
+        "cita"
+    ] != "circuit_open" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert health.status_code == 503
+    assert health.json()["agents"] == {"cita": "circuit_open"}
+    assert fault_agent.attempts("/status/500") == 1  # `other` never called the agent
