@@ -1,5 +1,6 @@
 """Agents and their routing names, as admins edit them. No I/O here beyond the ORM."""
 
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -7,10 +8,35 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, URLValidator
 from django.db import models
+from django.utils.regex_helper import _lazy_re_compile
 
 DEFAULT_FALLBACK_REPLY = "No pude conectar con el agente. Intenta de nuevo en un momento."
 
-http_url_validator = URLValidator(
+
+class AgentURLValidator(URLValidator):
+    """URLValidator that also accepts single-label host names: agents are often reached by a
+    Docker Compose or Kubernetes service name (http://agent-cita:8000/chat), which has no TLD."""
+
+    host_re = (
+        "("
+        + URLValidator.hostname_re
+        + "(?:"
+        + URLValidator.domain_re
+        + URLValidator.tld_re
+        + ")?|localhost)"
+    )
+    regex = _lazy_re_compile(
+        r"^(?:[a-z0-9.+-]*)://"
+        r"(?:[^\s:@/]+(?::[^\s:@/]*)?@)?"
+        r"(?:" + URLValidator.ipv4_re + "|" + URLValidator.ipv6_re + "|" + host_re + ")"
+        r"(?::[0-9]{1,5})?"
+        r"(?:[/?#][^\s]*)?"
+        r"\Z",
+        re.IGNORECASE,
+    )
+
+
+http_url_validator = AgentURLValidator(
     schemes=["http", "https"],
     message="Enter an http:// or https:// URL, e.g. http://10.0.0.5:8001/chat.",
 )

@@ -87,8 +87,22 @@ ASGI_APPLICATION = "gateway_project.asgi.application"
 DATABASES = {
     "default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
 }
-DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=60))
 DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env.bool(
+    "DB_POOL", default=True
+):
+    # Under ASGI, Django runs sync code (the admin, the registry poller) in threads that come and
+    # go, so persistent per-thread connections are not reused well (Django's docs advise against
+    # them); a small psycopg pool per worker instead, checked before each use. A short pool
+    # timeout lets the poller notice an outage and a recovery within seconds.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1,
+        "max_size": env.int("DB_POOL_MAX_SIZE", default=4),
+        "timeout": 2.0,
+    }
+else:
+    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=60))
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the registry poller of every worker read while the admin writes.
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault(

@@ -27,6 +27,12 @@ def test_alert_rules_pass_promtool_and_their_unit_tests() -> None:
     assert tested.returncode == 0, tested.stdout + tested.stderr
 
 
+def test_the_compose_prometheus_config_loads_the_rules() -> None:
+    checked = promtool("check", "config", str(DEPLOY / "prometheus" / "prometheus.yml"))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "1 rule files found" in checked.stdout
+
+
 async def test_a_real_scrape_passes_promtool_and_has_every_series_used(
     gateway, make_agent, fault_agent
 ):

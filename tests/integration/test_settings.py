@@ -49,3 +49,26 @@ def test_debug_is_off_by_default() -> None:
     code = "from django.conf import settings; print(settings.DEBUG, settings.SESSION_COOKIE_SECURE)"
     result = manage("shell", "--no-imports", "-c", code, env=PRODUCTION_ENV)
     assert result.stdout.strip() == "False True", result.stderr
+
+
+def database_settings(url: str, **extra: str) -> str:
+    code = (
+        "from django.conf import settings; d = settings.DATABASES['default']; "
+        "print(d['ENGINE'], d['CONN_MAX_AGE'], d['CONN_HEALTH_CHECKS'], d['OPTIONS'].get('pool'))"
+    )
+    result = manage("shell", "--no-imports", "-c", code,
+                    env={"DEBUG": "1", "DATABASE_URL": url, **extra})  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_postgres_uses_a_checked_pool_per_worker_and_no_persistent_connections() -> None:
+    assert database_settings("postgres://gw:pw@db.internal:5432/gateway") == (
+        "django.db.backends.postgresql 0 True {'min_size': 1, 'max_size': 4, 'timeout': 2.0}"
+    )
+    assert database_settings("postgres://gw:pw@pgbouncer:6432/gateway", DB_POOL="0") == (
+        "django.db.backends.postgresql 60 True None"
+    )
+    assert database_settings("sqlite:////tmp/gateway-settings-test.sqlite3") == (
+        "django.db.backends.sqlite3 60 True None"
+    )
