@@ -61,10 +61,13 @@ class TestDeadline:
             max_concurrency=10,
         )  # fmt: skip
         results = await asyncio.gather(*(timed_post(gateway) for _ in range(2)))
+        # The second call waits for the one connection; that wait is inside its 1 s deadline, so
+        # it does not get a fresh second after the first call frees the connection. (Whether it
+        # reaches the agent in the instant between the first call's deadline and its own is a
+        # race, so the number of connections is the connection-cap test's concern.)
         for response, elapsed in results:
             assert response.headers["x-gateway-fallback"] == "timeout"
             assert elapsed < 1.5
-        assert fault_agent.connections_opened == 1
 
 
 class TestConnections:
