@@ -3,6 +3,7 @@ as real uvicorn processes on a file database."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -176,14 +177,25 @@ class GatewayProcess:
         return self.log_path.read_text(errors="replace")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        """Signal the server (uvicorn's supervisor relays a graceful signal to its workers: a
+        second copy would make them skip the drain). A SIGKILL, or a server still running after
+        `timeout`, takes its whole process group while the supervisor still leads it, so no
+        worker outlives the test."""
         if self.process.poll() is None:
-            self.process.send_signal(sig)
+            if sig == signal.SIGKILL:
+                self._kill_group()
+            else:
+                self.process.send_signal(sig)
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
-                self.process.kill()
+                self._kill_group()
                 self.process.wait(5)
         return self.process.returncode
+
+    def _kill_group(self) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
 
 
 def start_gateway(
@@ -231,6 +243,7 @@ def _popen_uvicorn(
         env=env,
         stdout=log_file,
         stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group: stop() can take every worker
     )
 
 

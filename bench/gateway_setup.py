@@ -1,0 +1,43 @@
+"""Prepare the gateway's bench database: migrate, then one agent per stub path.
+
+Run by bench/run.py as `python -m bench.gateway_setup STUB_URL DEAD_URL` with the gateway's
+environment (DATABASE_URL of a throwaway SQLite file).
+"""
+
+import sys
+
+import django
+
+
+def main(stub_url: str, dead_url: str) -> None:
+    django.setup()
+    from django.core.management import call_command
+
+    from agents.models import Agent, RoutingName
+
+    call_command("migrate", verbosity=0, interactive=False)
+    Agent.objects.all().delete()
+    common = {"timeout_s": 30.0, "connect_timeout_s": 5.0, "retries": 1}
+    agents = {
+        "instant": {"url": f"{stub_url}/instant", "max_concurrency": 1000, "max_connections": 256},
+        "delay50ms": {
+            "url": f"{stub_url}/delay50ms",
+            "max_concurrency": 1000,
+            "max_connections": 256,
+        },
+        "delay5s": {"url": f"{stub_url}/delay5s", "max_concurrency": 1000, "max_connections": 1000},
+        "hold": {"url": f"{stub_url}/hold", "max_concurrency": 1, "timeout_s": 120.0},
+        "dead": {
+            "url": dead_url,
+            "retries": 0,
+            "breaker_fail_max": 1,
+            "breaker_reset_s": 3600.0,
+        },
+    }
+    for key, fields in agents.items():
+        agent = Agent.objects.create(key=key, name=key, **{**common, **fields})
+        RoutingName.objects.create(agent=agent, name=key)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])
