@@ -116,6 +116,8 @@ class RegistrySync:
         listener, self._listener = self._listener, None
         if listener is not None:
             listener.join(timeout=5)
+            if self._notifier is not None:
+                self._notifier.close()
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=5)
             try:

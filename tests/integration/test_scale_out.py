@@ -209,12 +209,13 @@ def test_with_redis_down_chat_works_and_changes_arrive_by_polling_within_2s(
     redis_server.stop()
     for gateway in (first, second) * 5:  # past the limit: limiting degrades to allowing
         assert is_enabled(gateway)
-    admin = AdminSession(first)
+    admin = AdminSession(first)  # the login lockout's cache is Redis too: it fails open
     try:
         admin.run_action("agent", "disable_selected", [agent_id(pg_db, "cita")])
         assert seconds_until(lambda: is_disabled(second), limit=2.0) < 2.0
     finally:
         admin.close()
+    assert "login lockout cache unreachable" in first.logs()
     degraded = [line for line in second.logs().splitlines() if "rate_limit_degraded" in line]
     assert len(degraded) == 1  # logged once, not per request
 
