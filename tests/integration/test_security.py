@@ -72,6 +72,29 @@ class TestApiKeys:
         assert response.json() == {"detail": messages.FORBIDDEN_AGENT}
         assert fault_agent.attempts() == 1
 
+    async def test_deleting_its_only_agent_disables_a_key_instead_of_widening_it(
+        self, gateway, make_agent, fault_agent
+    ):
+        from agents.models import Agent, ApiKey
+
+        cita = make_agent("cita", url=fault_agent.url("/ok"))
+        venta = make_agent("venta", url=fault_agent.url("/ok"))
+        make_agent("reserva", url=fault_agent.url("/ok"))
+        only_cita = create_key("citas-only", agents=(cita,))
+        cita_and_venta = create_key("citas-ventas", agents=(cita, venta))
+        in_thread(lambda: Agent.objects.get(key="cita").delete())
+
+        keys = in_thread(lambda: {k.name: (k.enabled, sorted(a.key for a in k.allowed_agents.all()))
+                                  for k in ApiKey.objects.all()})  # fmt: skip
+        assert keys == {"citas-only": (False, []), "citas-ventas": (True, ["venta"])}
+        deadline = time.monotonic() + 2  # the key store follows the database
+        while (await post(gateway, only_cita, config={"modalidad": "reserva"})).status_code != 401:
+            assert time.monotonic() < deadline, "a key left with no agent reached another agent"
+        forbidden = await post(gateway, cita_and_venta, config={"modalidad": "reserva"})
+        assert forbidden.status_code == 403
+        allowed = await post(gateway, cita_and_venta, config={"modalidad": "venta"})
+        assert allowed.status_code == 200
+
     async def test_revoking_the_last_key_keeps_auth_on(self, gateway, make_agent, fault_agent):
         from agents.models import ApiKey
 
