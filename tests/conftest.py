@@ -4,6 +4,7 @@ as real uvicorn processes on a file database."""
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import signal
 import subprocess
@@ -104,6 +105,21 @@ async def gateway(transactional_db: Any) -> AsyncIterator[httpx.AsyncClient]:
     await asyncio.to_thread(registry_sync.stop)
     await registry.aclose()
     await close_probe_clients()
+
+
+def retry_after_at(wall_time: float) -> int:
+    """The Retry-After a per-minute limit gives when it refuses at `wall_time`, while only the
+    current window has hits: `limits`' sliding-window counters start on the wall-clock minute,
+    so it is the whole seconds left in that minute (at least 1)."""
+    return max(1, math.ceil(60 - wall_time % 60))
+
+
+def start_inside_one_limit_window(*, seconds_needed: float) -> None:
+    """Setup for rate-limit tests: if fewer than `seconds_needed` are left in this wall-clock
+    minute, wait for the next one, so every hit of the test lands in one window."""
+    left = 60 - time.time() % 60
+    if left < seconds_needed:
+        time.sleep(left + 0.05)
 
 
 def chat_body(**overrides: Any) -> dict[str, Any]:

@@ -25,7 +25,8 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _wait_for_port(port: int, timeout: float) -> None:
+def wait_for_port(port: int, timeout: float) -> None:
+    """Until something accepts connections on 127.0.0.1:port."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -129,7 +130,7 @@ class RedisServer:
             stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         log.close()
-        _wait_for_port(self.port, timeout=10)
+        wait_for_port(self.port, timeout=10)
         return self
 
     def stop(self) -> None:

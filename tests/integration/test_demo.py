@@ -3,11 +3,11 @@
 import signal
 import subprocess
 import sys
-import time
 
 import httpx
 
 from tests.conftest import ROOT, free_port
+from tests.servers import wait_for_port
 
 SAMPLE = {
     "message": "Quiero agendar una cita",
@@ -39,7 +39,7 @@ def test_seeded_agents_and_demo_agents_answer_the_readme_curl(live_db, gateway_p
         stderr=subprocess.STDOUT,
     )
     try:
-        _wait_listening(base_port + 3)
+        wait_for_port(base_port + 3, timeout=20)
         gateway = gateway_process()
         for modalidad, agent in [("Citas", "cita"), ("ventas", "venta"), ("citas y ventas",
                                  "citas_ventas"), ("RESERVAS", "reserva")]:  # fmt: skip
@@ -74,12 +74,3 @@ def _in_use(port: int) -> bool:
 
     with socket.socket() as sock:
         return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-def _wait_listening(port: int, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if _in_use(port):
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"demo agents did not listen on {port} within {timeout}s")

@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from agents import calls
 from agents.registry import registry
 from tests.conftest import chat_body
 from tests.fault_agent import refused_url
@@ -46,13 +47,16 @@ class TestDeadline:
             assert await fault_agent.until(lambda a: a.connections_closed_by_peer == 1, timeout=1)
 
     async def test_retries_and_backoff_stay_inside_the_deadline(
-        self, gateway, make_agent, fault_agent, transport
+        self, gateway, make_agent, fault_agent, transport, monkeypatch
     ):
+        monkeypatch.setattr(calls, "RETRY_BACKOFF_S", (0.3, 0.3))  # the jitter, pinned
         make_agent("cita", url=fault_agent.url("/reset"), timeout_s=0.5, retries=3)
         response, elapsed = await timed_post(gateway)
-        assert response.headers["x-gateway-fallback"] in ("timeout", "connection")
-        assert elapsed < 0.5 + 0.5
-        assert 1 <= fault_agent.attempts("/reset") <= 4
+        # Reset at 0 s, retried at 0.3 s, reset again; the second backoff would end at 0.6 s,
+        # past the 0.5 s deadline: the deadline ends the call, the remaining retries never run.
+        assert response.headers["x-gateway-fallback"] == "timeout"
+        assert 0.5 <= elapsed < 0.5 + 0.5
+        assert fault_agent.attempts("/reset") == 2
 
     async def test_waiting_for_a_pooled_connection_counts_against_the_deadline(
         self, gateway, make_agent, fault_agent, transport
