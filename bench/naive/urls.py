@@ -2,28 +2,17 @@
 
 import httpx
 from django.urls import path
-from ninja import NinjaAPI, Schema
+from ninja import NinjaAPI
 
-from bench.naive_proxy import forward
+from bench.naive_proxy import ChatIn, forward
 
 api = NinjaAPI()
 client = httpx.AsyncClient(timeout=30.0)
 
 
-class ConfigIn(Schema):
-    modalidad: str
-
-
-class ChatIn(Schema):
-    message: str
-    session_id: int
-    id_empresa: int | None = None
-    config: ConfigIn
-
-
 @api.post("/agent/chat")
 async def chat(request, payload: ChatIn):
-    status, body = await forward(client, payload.message, payload.session_id, payload.config.dict())
+    status, body = await forward(client, payload)
     return api.create_response(request, body, status=status)
 
 
