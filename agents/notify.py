@@ -28,6 +28,7 @@ class ChangeNotifier:
         self.url = url
         self._client: redis.Redis | None = None
         self._lock = threading.Lock()
+        self._failures = 0  # consecutive failed subscriptions (the listener thread's own)
 
     def _connection(self) -> redis.Redis:
         with self._lock:
@@ -58,38 +59,31 @@ class ChangeNotifier:
         Reconnects with a capped backoff and calls `on_change` after every (re)subscription, so
         a change published while this listener was cut off is not left to the poll interval.
         """
-        backoff_s = 0.1
-        outage_logged = False
         while not stop.is_set():
-            pubsub = None
             try:
-                pubsub = self._connection().pubsub(ignore_subscribe_messages=True)
-                pubsub.subscribe(CHANNEL)
-                on_change()
-                if outage_logged:
-                    logger.info("configuration notifications resumed", extra={"event": "notify_up"})
-                    outage_logged = False
-                backoff_s = 0.1
-                while not stop.is_set():
-                    # A short timeout so `stop` is noticed; it also keeps the socket checked.
-                    if pubsub.get_message(timeout=1.0) is not None:
-                        on_change()
+                self._follow(on_change, stop)
             except (redis.RedisError, OSError):
-                if not outage_logged:
+                if self._failures == 0:
                     logger.warning(
                         "configuration notifications unavailable; polling the database",
                         exc_info=True,
                         extra={"event": "notify_down"},
                     )
-                    outage_logged = True
-                stop.wait(backoff_s)
-                backoff_s = min(backoff_s * 2, _RECONNECT_MAX_S)
-            finally:
-                if pubsub is not None:
-                    try:
-                        pubsub.close()
-                    except (redis.RedisError, OSError):
-                        logger.debug("closing the subscription failed", exc_info=True)
+                self._failures += 1
+                stop.wait(min(0.1 * 2 ** (self._failures - 1), _RECONNECT_MAX_S))
+
+    def _follow(self, on_change: Callable[[], None], stop: threading.Event) -> None:
+        """One subscription, until `stop` is set; raises when the connection fails."""
+        with self._connection().pubsub(ignore_subscribe_messages=True) as pubsub:
+            pubsub.subscribe(CHANNEL)
+            on_change()
+            if self._failures:
+                logger.info("configuration notifications resumed", extra={"event": "notify_up"})
+                self._failures = 0
+            while not stop.is_set():
+                # A short timeout so `stop` is noticed; it also keeps the socket checked.
+                if pubsub.get_message(timeout=1.0) is not None:
+                    on_change()
 
     def close(self) -> None:
         with self._lock:
