@@ -8,7 +8,12 @@ import orjson
 
 from gateway_project.context import current_request_id
 
-_RESERVED = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+# LogRecord's own attributes, and uvicorn's `color_message` (the message again, with ANSI codes).
+_RESERVED = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
+    "message",
+    "asctime",
+    "color_message",
+}
 
 
 class RequestIdFilter(logging.Filter):

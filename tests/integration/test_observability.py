@@ -183,6 +183,7 @@ def test_json_logs_carry_the_request_id_and_no_more_message_than_allowed(
     lines = [json.loads(line) for line in text.splitlines()]  # uvicorn's own lines too
     for line in lines:
         assert {"ts", "level", "logger", "msg", "request_id"} <= line.keys(), line
+        assert "color_message" not in line and "\x1b" not in line["msg"]  # no terminal colours
     startup = next(line for line in lines if line.get("event") == "startup")
     assert startup["agents"]["cita"] == {"enabled": True, "timeout_s": 25.0}
     assert startup["auth"] == "on" and startup["request_id"] == "-"
