@@ -6,6 +6,7 @@ ends within the agent's `timeout_s`.
 
 import asyncio
 import random
+from collections.abc import Callable
 
 from agents.client import AgentReply, RetryableConnectionError
 from agents.errors import AgentBusyError, AgentDisabledError, AgentError, AgentTimeoutError
@@ -14,7 +15,14 @@ from agents.runtime import AgentRuntime
 RETRY_BACKOFF_S = (0.1, 0.5)
 
 
-async def agent_call(runtime: AgentRuntime, body: bytes, *, request_id: str) -> AgentReply:
+async def agent_call(
+    runtime: AgentRuntime,
+    body: bytes,
+    *,
+    request_id: str,
+    before_send: Callable[[], None] | None = None,
+) -> AgentReply:
+    """`before_send` runs once the call is let through (breaker and concurrency limit)."""
     spec = runtime.spec
     if not spec.enabled:
         raise AgentDisabledError(spec.key)
@@ -24,6 +32,8 @@ async def agent_call(runtime: AgentRuntime, body: bytes, *, request_id: str) -> 
         breaker.release(permit)
         raise AgentBusyError(spec.key)
     try:
+        if before_send is not None:
+            before_send()
         reply = await _attempts(runtime, body, request_id=request_id)
     except AgentError as exc:
         if exc.counts_as_failure:

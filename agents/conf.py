@@ -12,6 +12,7 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 
 import gateway_project
+from agents.keys import key_digest
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +20,7 @@ class GatewaySettings:
     name: str
     version: str
     api_keys: tuple[str, ...]
+    api_key_digests: tuple[str, ...]  # of api_keys, computed once (agents.keys.key_digest)
     agent_timeout_s: float
     agent_max_response_bytes: int
     agent_http_transport: str
@@ -41,6 +43,7 @@ class GatewaySettings:
             name=settings.GATEWAY_NAME,
             version=gateway_project.__version__,
             api_keys=tuple(settings.GATEWAY_API_KEYS),
+            api_key_digests=tuple(key_digest(key) for key in settings.GATEWAY_API_KEYS),
             agent_timeout_s=float(settings.AGENT_TIMEOUT),
             agent_max_response_bytes=int(settings.AGENT_MAX_RESPONSE_BYTES),
             agent_http_transport=str(settings.AGENT_HTTP_TRANSPORT),

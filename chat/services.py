@@ -2,7 +2,6 @@
 
 import logging
 import time
-from dataclasses import dataclass, field
 
 from agents.activity import activity_record
 from agents.calls import agent_call
@@ -15,17 +14,11 @@ from chat.schemas import ChatIn
 from gateway_project import metrics
 from gateway_project.auth import Principal
 from gateway_project.context import RequestContext
+from gateway_project.responses import JsonAnswer
 
 logger = logging.getLogger("gateway.chat")
 
 RETRY_AFTER_BUSY_S = 1
-
-
-@dataclass(frozen=True, slots=True)
-class ChatResult:
-    status: int
-    body: dict[str, object]
-    headers: dict[str, str] = field(default_factory=dict)
 
 
 class UnroutedError(Exception):
@@ -51,7 +44,7 @@ def route(modalidad: str) -> AgentRuntime:
     return fallback
 
 
-async def chat_handle(payload: ChatIn, *, principal: Principal, ctx: RequestContext) -> ChatResult:
+async def chat_handle(payload: ChatIn, *, principal: Principal, ctx: RequestContext) -> JsonAnswer:
     runtime = route(payload.config.modalidad)
     key = runtime.key
     ctx.agent = key
@@ -64,18 +57,21 @@ async def chat_handle(payload: ChatIn, *, principal: Principal, ctx: RequestCont
     return result
 
 
-async def _call(runtime: AgentRuntime, payload: ChatIn, *, ctx: RequestContext) -> ChatResult:
+async def _call(runtime: AgentRuntime, payload: ChatIn, *, ctx: RequestContext) -> JsonAnswer:
     key = runtime.key
     spec = runtime.spec
     metrics.inflight.labels(key).inc()
     try:
         reply = await agent_call(
-            runtime, agent_payload(payload, spec.payload_format), request_id=ctx.request_id
+            runtime,
+            agent_payload(payload, spec.payload_format),
+            request_id=ctx.request_id,
+            before_send=ctx.before_agent_call,
         )
     except AgentBusyError:
         ctx.outcome = "backpressure"
         metrics.agent_errors.labels(key, "backpressure").inc()
-        return ChatResult(
+        return JsonAnswer(
             status=503,
             body={"detail": messages.SATURATED},
             headers={"Retry-After": str(RETRY_AFTER_BUSY_S)},
@@ -102,8 +98,8 @@ async def _call(runtime: AgentRuntime, payload: ChatIn, *, ctx: RequestContext) 
 
 def _reply(
     text: str, payload: ChatIn, key: str, url: str | None, *, fallback: str | None = None
-) -> ChatResult:
+) -> JsonAnswer:
     body = {"reply": text, "session_id": payload.session_id, "agent_used": key, "url": url}
-    return ChatResult(
+    return JsonAnswer(
         status=200, body=body, headers={"X-Gateway-Fallback": fallback} if fallback else {}
     )

@@ -15,7 +15,11 @@ from chat import messages
 from chat.api import router as chat_router
 from chat.errors import contract_detail
 from gateway_project.ratelimit import RateLimited
-from gateway_project.responses import detail_response
+from gateway_project.responses import (
+    detail_response,
+    rate_limited_answer,
+    unauthorized_answer,
+)
 
 logger = logging.getLogger("gateway.api")
 
@@ -51,12 +55,12 @@ def _validation_error(request: HttpRequest, exc: ValidationError) -> HttpRespons
 
 @api.exception_handler(AuthenticationError)
 def _unauthorized(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
-    return detail_response(401, messages.UNAUTHORIZED, {"WWW-Authenticate": "Bearer"})
+    return unauthorized_answer().http_response()
 
 
 @api.exception_handler(RateLimited)
 def _rate_limited(request: HttpRequest, exc: RateLimited) -> HttpResponse:
-    return detail_response(429, messages.RATE_LIMITED, {"Retry-After": str(exc.retry_after_s)})
+    return rate_limited_answer(exc.retry_after_s).http_response()
 
 
 @api.exception_handler(HttpError)

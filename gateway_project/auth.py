@@ -8,15 +8,15 @@ compared as SHA-256 digests with `hmac.compare_digest` against every configured 
 are found by their digest. Natively async, so ninja runs it without a thread hop.
 """
 
-import hashlib
 import hmac
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from django.http import HttpRequest
 from ninja.security import APIKeyHeader
 
 from agents.conf import gateway_settings
-from agents.keys import key_store
+from agents.keys import key_digest, key_store
 from gateway_project.ratelimit import rate_limiter
 
 
@@ -33,16 +33,12 @@ class Principal:
         return self.allowed_agents is None or agent_key in self.allowed_agents
 
 
-def _digest(key: str) -> bytes:
-    return hashlib.sha256(key.encode()).digest()
-
-
-def presented_key(request: HttpRequest) -> str | None:
-    headers = request.headers
-    key = headers.get("X-API-Key")
+def presented_key(headers: Mapping[str, str]) -> str | None:
+    """The key from `x-api-key` or `authorization: Bearer` (`headers` answers lower-case names)."""
+    key = headers.get("x-api-key")
     if key:
         return key.strip()
-    scheme, _, token = headers.get("Authorization", "").partition(" ")
+    scheme, _, token = headers.get("authorization", "").partition(" ")
     if scheme.lower() == "bearer" and token.strip():
         return token.strip()
     return None
@@ -52,15 +48,14 @@ def auth_enabled() -> bool:
     return bool(gateway_settings.api_keys) or key_store.configured
 
 
-def principal_for(request: HttpRequest) -> Principal | None:
+def principal_for(headers: Mapping[str, str], client_ip: str) -> Principal | None:
     """The caller, or None when auth is on and no valid key was presented."""
     default_rpm = gateway_settings.rate_limit_per_minute
     if not auth_enabled():
-        client_ip = request.META.get("REMOTE_ADDR") or "unknown"
         return Principal(
             name="anonymous", rate_identity=f"ip:{client_ip}", requests_per_minute=default_rpm
         )
-    key = presented_key(request)
+    key = presented_key(headers)
     if key is None:
         return None
     entry = key_store.lookup(key)
@@ -77,10 +72,10 @@ def principal_for(request: HttpRequest) -> Principal | None:
 
 def _env_key_principal(key: str, requests_per_minute: int) -> Principal | None:
     """Match against GATEWAY_API_KEY; the principal is named by the key's position."""
-    digest = _digest(key)
+    digest = key_digest(key)
     found: Principal | None = None
-    for index, configured in enumerate(gateway_settings.api_keys):
-        if hmac.compare_digest(digest, _digest(configured)):
+    for index, configured in enumerate(gateway_settings.api_key_digests):
+        if hmac.compare_digest(digest, configured):
             name = f"env-key-{index + 1}"
             found = Principal(
                 name=name, rate_identity=name, requests_per_minute=requests_per_minute
@@ -88,15 +83,21 @@ def _env_key_principal(key: str, requests_per_minute: int) -> Principal | None:
     return found
 
 
+async def authenticate(headers: Mapping[str, str], client_ip: str) -> Principal | None:
+    """The caller (None: 401), with one request counted against its rate limit (RateLimited:
+    429). Shared by the ninja operation and the chat fast lane (chat/endpoint.py)."""
+    principal = principal_for(headers, client_ip)
+    if principal is not None:
+        await rate_limiter.check(principal.rate_identity, principal.requests_per_minute)
+    return principal
+
+
 class GatewayKeyAuth(APIKeyHeader):
     param_name = "X-API-Key"
     is_async = True
 
     async def __call__(self, request: HttpRequest) -> Principal | None:  # type: ignore[override]
-        principal = principal_for(request)
-        if principal is not None:
-            await rate_limiter.check(principal.rate_identity, principal.requests_per_minute)
-        return principal
+        return await authenticate(request.headers, request.META.get("REMOTE_ADDR") or "unknown")
 
     def authenticate(self, request: HttpRequest, key: str | None) -> Principal | None:
         raise NotImplementedError  # __call__ does the work

@@ -9,6 +9,7 @@ import contextvars
 import re
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 _VALID_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
@@ -25,6 +26,10 @@ class RequestContext:
     session_id: int | None = None
     outcome: str | None = None
     message_preview: str | None = None
+    # Called when the agent call is let through (agents.calls.agent_call's `before_send`): the
+    # chat fast lane starts watching for the caller's disconnect there, so answers that need no
+    # agent (refusals, an open breaker, backpressure) do not pay for a watcher task.
+    before_agent_call: Callable[[], None] | None = None
 
 
 request_context: contextvars.ContextVar[RequestContext | None] = contextvars.ContextVar(

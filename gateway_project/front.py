@@ -83,11 +83,19 @@ class GatewayFront:
                 return
 
 
+def _outcome_from_status(status: int) -> str | None:
+    """The outcome of a request whose handler recorded none: refused before any agent call
+    (401, 400, 429, ...), or the caller gone before an answer was sent."""
+    if status == 0:
+        return "disconnected"
+    return "rejected" if 400 <= status < 500 else None
+
+
 def _log_access(ctx: RequestContext) -> None:
     level = logging.DEBUG if ctx.path in QUIET_PATHS else logging.INFO
     if not access_logger.isEnabledFor(level):
         return
-    outcome = ctx.outcome or ("disconnected" if ctx.status == 0 else None)
+    outcome = ctx.outcome or _outcome_from_status(ctx.status)
     access_logger.log(
         level,
         "request",

@@ -11,27 +11,35 @@ database and need none of that. This handler keeps what matters:
 - the view is cancelled when the caller disconnects (what Django's own `listen_for_disconnect`
   does), so an abandoned agent call is closed at once;
 - only HOT_PATH_MIDDLEWARE runs, all natively async;
+- a chat POST without an Origin header skips Django's request object, URL resolver and
+  middleware altogether: chat/endpoint.py serves it from the scope and the body;
 - any exception becomes a JSON error, never an HTML page or a traceback.
 """
 
 import asyncio
 import contextlib
+import functools
 import io
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.core.exceptions import RequestAborted
-from django.core.handlers.asgi import ASGIHandler, ASGIRequest, get_script_prefix
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.http import Http404, HttpRequest, HttpResponseBase
 from django.urls import Resolver404, set_script_prefix
 from django.utils.module_loading import import_string
 
 from agents.conf import gateway_settings
 from chat import messages
+from chat.endpoint import VARY_ORIGIN, serve_chat, takes_fast_lane
+from gateway_project.context import request_context
 from gateway_project.responses import detail_response
 
 logger = logging.getLogger("gateway.http")
+
+T = TypeVar("T")
 
 
 class BodyTooLargeError(Exception):
@@ -81,24 +89,41 @@ class HotPathHandler(ASGIHandler):
             response = detail_response(408, messages.BODY_TIMEOUT, {"Connection": "close"})
             await self.send_response(response, send)
             return
+        if takes_fast_lane(scope):
+            answer = await self._unless_disconnected(
+                functools.partial(serve_chat, scope, body), receive, watch_from_agent_call=True
+            )
+            if answer is not None:
+                with contextlib.suppress(asyncio.CancelledError):  # the caller left mid-write
+                    await answer.send_to(send, VARY_ORIGIN)
+            return
         set_script_prefix(get_script_prefix(scope))
         try:
-            request = self.request_class(scope, body)
+            request = self.request_class(scope, io.BytesIO(body))
         except Exception:
             await self.send_response(detail_response(400, messages.INVALID_JSON), send)
             return
-        response = await self._respond_unless_disconnected(request, receive)
+        response = await self._unless_disconnected(
+            functools.partial(self._middleware_chain, request), receive
+        )
         if response is not None:
             with contextlib.suppress(asyncio.CancelledError):  # the caller left mid-write
                 await self.send_response(response, send)
 
-    async def _respond_unless_disconnected(
-        self, request: ASGIRequest, receive: Any
-    ) -> HttpResponseBase | None:
-        """Run the view; cancel it if the caller disconnects first (and answer nothing)."""
+    @staticmethod
+    async def _unless_disconnected(
+        respond: Callable[[], Awaitable[T]], receive: Any, *, watch_from_agent_call: bool = False
+    ) -> T | None:
+        """Run the view; cancel it if the caller disconnects first (and answer nothing).
+
+        With `watch_from_agent_call`, the disconnect is watched only from the request's agent
+        call on (RequestContext.before_agent_call): an answer that needs no agent is ready
+        before a disconnect could matter.
+        """
         task = asyncio.current_task()
         assert task is not None
         disconnected = False
+        watcher: asyncio.Task[None] | None = None
 
         async def watch() -> None:
             nonlocal disconnected
@@ -109,17 +134,27 @@ class HotPathHandler(ASGIHandler):
                     task.cancel()
                     return
 
-        watcher = asyncio.create_task(watch())
+        def start_watching() -> None:
+            nonlocal watcher
+            if watcher is None:
+                watcher = asyncio.create_task(watch())
+
+        ctx = request_context.get()
+        if watch_from_agent_call and ctx is not None:
+            ctx.before_agent_call = start_watching
+        else:
+            start_watching()
         try:
-            return await self._middleware_chain(request)  # type: ignore[no-any-return]
+            return await respond()
         except asyncio.CancelledError:
             if disconnected and task.uncancel() == 0:
                 return None
             raise
         finally:
-            watcher.cancel()
+            if watcher is not None:
+                watcher.cancel()
 
-    async def read_body_capped(self, receive: Any, limit: int) -> io.BytesIO:
+    async def read_body_capped(self, receive: Any, limit: int) -> bytes:
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -133,7 +168,7 @@ class HotPathHandler(ASGIHandler):
                     raise BodyTooLargeError()
                 chunks.append(chunk)
             if not message.get("more_body", False):
-                return io.BytesIO(b"".join(chunks))
+                return b"".join(chunks)
 
     def _json_errors(self, get_response: Any) -> Any:
         async def inner(request: HttpRequest) -> HttpResponseBase:
