@@ -167,3 +167,22 @@ async def test_a_refusal_is_logged_as_rejected_both_ways(gateway, settings, capl
 
     access = [(r.status, r.outcome) for r in caplog.records if r.name == "gateway.access"]
     assert access == [(401, "rejected"), (401, "rejected")]
+
+
+async def test_an_unexpected_error_in_the_lane_is_the_contracts_json_500(
+    gateway, make_agent, fault_agent, settings, monkeypatch
+):
+    from chat import endpoint, messages
+
+    async def broken(*args: Any) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(endpoint, "respond", broken)
+    settings.RATE_LIMIT_PER_MINUTE = 0
+    make_agent("cita", url=fault_agent.url("/ok"))
+
+    response = await gateway.post(CHAT, json=chat_body())
+
+    assert response.status_code == 500
+    assert response.json() == {"detail": messages.INTERNAL_ERROR}
+    assert response.headers["x-request-id"]
