@@ -10,10 +10,8 @@ tests/integration/test_chat_fast_lane.py sends the same requests both ways and c
 answers.
 """
 
-import logging
 from typing import Any
 
-from chat import messages
 from chat.api import respond
 from chat.errors import InvalidChatBodyError, chat_in_from_body
 from gateway_project.auth import authenticate
@@ -24,8 +22,6 @@ from gateway_project.responses import (
     rate_limited_answer,
     unauthorized_answer,
 )
-
-logger = logging.getLogger("gateway.http")
 
 CHAT_PATH = "/api/agent/chat"
 VARY_ORIGIN = ((b"Vary", b"origin"),)
@@ -56,14 +52,6 @@ def client_ip(scope: dict[str, Any]) -> str:
 
 
 async def serve_chat(scope: dict[str, Any], body: bytes) -> JsonAnswer:
-    try:
-        return await _answer(scope, body)
-    except Exception:
-        logger.exception("unhandled error on the hot path", extra={"event": "http_error"})
-        return detail_answer(500, messages.INTERNAL_ERROR)
-
-
-async def _answer(scope: dict[str, Any], body: bytes) -> JsonAnswer:
     try:
         principal = await authenticate(request_headers(scope), client_ip(scope))
     except RateLimited as exc:

@@ -35,7 +35,7 @@ from agents.conf import gateway_settings
 from chat import messages
 from chat.endpoint import VARY_ORIGIN, serve_chat, takes_fast_lane
 from gateway_project.context import request_context
-from gateway_project.responses import detail_response
+from gateway_project.responses import JsonAnswer, detail_answer, detail_response
 
 logger = logging.getLogger("gateway.http")
 
@@ -44,6 +44,19 @@ T = TypeVar("T")
 
 class BodyTooLargeError(Exception):
     pass
+
+
+def _log_unhandled() -> None:
+    logger.exception("unhandled error on the hot path", extra={"event": "http_error"})
+
+
+async def _fast_lane(scope: dict[str, Any], body: bytes) -> JsonAnswer:
+    """The chat fast lane, with any exception turned into the contract's JSON 500."""
+    try:
+        return await serve_chat(scope, body)
+    except Exception:
+        _log_unhandled()
+        return detail_answer(500, messages.INTERNAL_ERROR)
 
 
 def declared_length(scope: dict[str, Any]) -> int | None:
@@ -91,7 +104,7 @@ class HotPathHandler(ASGIHandler):
             return
         if takes_fast_lane(scope):
             answer = await self._unless_disconnected(
-                functools.partial(serve_chat, scope, body), receive, watch_from_agent_call=True
+                functools.partial(_fast_lane, scope, body), receive, watch_from_agent_call=True
             )
             if answer is not None:
                 with contextlib.suppress(asyncio.CancelledError):  # the caller left mid-write
@@ -177,7 +190,7 @@ class HotPathHandler(ASGIHandler):
             except (Http404, Resolver404):
                 return detail_response(404, messages.NOT_FOUND)
             except Exception:
-                logger.exception("unhandled error on the hot path", extra={"event": "http_error"})
+                _log_unhandled()
                 return detail_response(500, messages.INTERNAL_ERROR)
             if response.status_code == 405 and not response.get("Content-Type", "").startswith(
                 "application/json"

@@ -68,4 +68,4 @@ def json_response(
 def detail_response(
     status: int, detail: str, headers: Mapping[str, str] | None = None
 ) -> HttpResponse:
-    return json_response(status, {"detail": detail}, headers)
+    return detail_answer(status, detail, headers).http_response()
