@@ -45,6 +45,7 @@ class ReceivedRequest:
     path: str
     headers: dict[str, str]
     body: bytes
+    received_at: float = field(default_factory=time.monotonic)  # once the body has arrived
 
     @property
     def json(self) -> Any:
