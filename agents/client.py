@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import httpx
 import orjson
 
+from agents.conf import gateway_settings
 from agents.errors import (
     AgentBadStatusError,
     AgentConnectionError,
@@ -82,7 +83,9 @@ class AgentClient:
             ),
             limits=httpx.Limits(
                 max_connections=spec.max_connections,
-                max_keepalive_connections=spec.max_connections,
+                max_keepalive_connections=min(
+                    spec.max_connections, gateway_settings.agent_keepalive_connections
+                ),
                 keepalive_expiry=30.0,
             ),
             http1=True,

@@ -24,6 +24,7 @@ class GatewaySettings:
     agent_timeout_s: float
     agent_max_response_bytes: int
     agent_http_transport: str
+    agent_keepalive_connections: int
     chat_max_body_bytes: int
     body_read_timeout_s: float
     registry_poll_interval_s: float
@@ -47,6 +48,7 @@ class GatewaySettings:
             agent_timeout_s=float(settings.AGENT_TIMEOUT),
             agent_max_response_bytes=int(settings.AGENT_MAX_RESPONSE_BYTES),
             agent_http_transport=str(settings.AGENT_HTTP_TRANSPORT),
+            agent_keepalive_connections=int(settings.AGENT_KEEPALIVE_CONNECTIONS),
             chat_max_body_bytes=int(settings.CHAT_MAX_BODY_BYTES),
             body_read_timeout_s=float(settings.BODY_READ_TIMEOUT_S),
             registry_poll_interval_s=float(settings.REGISTRY_POLL_INTERVAL_S),

@@ -332,6 +332,7 @@ def main() -> None:
         gateway = stack.start_python(
             "gateway", "gateway_project.asgi:application", stack.gateway_env()
         )
+        print(f"gateway allocator: {gateway.allocator()} (deploy/with-allocator.sh)", flush=True)
         routes = {"BENCH_ROUTES": f"instant={stub.base}/instant,delay50ms={stub.base}/delay50ms"}
         refs = {
             "gateway-httpx": (

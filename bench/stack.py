@@ -23,6 +23,8 @@ def uvicorn_command(app: str, port: int, *, workers: int = 1) -> list[str]:
     # Not --fd: uvicorn takes an fd for a UNIX socket, so TCP_NODELAY is never set and every
     # response waits for the client's delayed ACK (~40 ms).
     command = [PYTHON, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)]
+    if app.startswith("gateway_project."):  # on the allocator the container runs it on
+        command = ["sh", str(ROOT / "deploy" / "with-allocator.sh"), *command]
     command += ["--loop", "uvloop", "--backlog", "4096"]
     command += ["--http", "httptools", "--no-access-log", "--log-level", "warning"]
     if workers > 1:
@@ -49,6 +51,10 @@ class Server:
 
     def cpu_s(self) -> float:
         return procs.cpu_s(self.worker_pids())
+
+    def allocator(self) -> str:
+        maps = Path(f"/proc/{self.worker_pids()[0]}/maps").read_text()
+        return "jemalloc" if "libjemalloc" in maps else "pymalloc"
 
 
 @dataclass

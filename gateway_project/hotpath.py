@@ -164,6 +164,11 @@ class HotPathHandler(ASGIHandler):
                 return None
             raise
         finally:
+            if ctx is not None:
+                # An agent connection opened in this request keeps a copy of its context (and
+                # so `ctx`) for as long as it is pooled: let it not keep the watcher, whose
+                # frames hold the whole request.
+                ctx.before_agent_call = None
             if watcher is not None:
                 watcher.cancel()
 

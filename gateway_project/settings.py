@@ -186,6 +186,9 @@ GO_GATEWAY_AGENT_ENV = {
 AGENT_MAX_RESPONSE_BYTES = env.int("AGENT_MAX_RESPONSE_BYTES", default=10 * 1024 * 1024)
 # HTTP transport of the agent clients: "aiohttp" (measured fastest, bench/README.md) or "httpx".
 AGENT_HTTP_TRANSPORT = env.str("AGENT_HTTP_TRANSPORT", default="aiohttp")
+# Idle keep-alive connections each agent's pool keeps for reuse (at most the agent's
+# max_connections); a burst's connections beyond this are closed as they come back.
+AGENT_KEEPALIVE_CONNECTIONS = env.int("AGENT_KEEPALIVE_CONNECTIONS", default=32)
 CHAT_MAX_BODY_BYTES = 512 * 1024  # the contract's limit
 # A request body must arrive within this (408 otherwise): slow uploads cannot pin connections.
 BODY_READ_TIMEOUT_S = env.float("BODY_READ_TIMEOUT_S", default=10.0)

@@ -14,6 +14,7 @@ import httpx
 from tests.conftest import ROOT, free_port
 
 ENTRYPOINT = ROOT / "deploy" / "docker-entrypoint.sh"
+ALLOCATOR = ROOT / "deploy" / "with-allocator.sh"
 
 
 def healthcheck_command() -> list[str]:
@@ -60,6 +61,9 @@ def test_entrypoint_migrates_serves_and_drains_on_sigterm(tmp_path: Path) -> Non
             healthcheck_command(), env=env, cwd=ROOT, timeout=10, capture_output=True
         )
         assert check.returncode == 0, check.stderr
+        # The server runs on jemalloc (deploy/with-allocator.sh; scripts/system-packages.txt
+        # installs libjemalloc2, as the Dockerfile does).
+        assert "libjemalloc.so" in Path(f"/proc/{process.pid}/maps").read_text()
 
         # Migrated and seeded: the default routing names route (to agents that are not running).
         response = httpx.post(
@@ -93,3 +97,24 @@ def test_entrypoint_runs_any_other_command() -> None:
         ["sh", str(ENTRYPOINT), "echo", "one-off"], capture_output=True, text=True, timeout=10
     )
     assert result.stdout == "one-off\n"
+
+
+def _environment_under(allocator: str | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "PYTHONMALLOC")}
+    if allocator is not None:
+        env["GATEWAY_ALLOCATOR"] = allocator
+    result = subprocess.run(
+        ["sh", str(ALLOCATOR), "env"], env=env, capture_output=True, text=True, timeout=10
+    )
+    assert result.returncode == 0, result.stderr
+    return dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
+
+
+def test_with_allocator_preloads_jemalloc_unless_told_not_to() -> None:
+    default = _environment_under(None)
+    assert default["LD_PRELOAD"].endswith("/libjemalloc.so.2")
+    assert Path(default["LD_PRELOAD"]).exists()
+    assert default["PYTHONMALLOC"] == "malloc"  # else CPython's own allocator sits on top
+    assert "dirty_decay_ms" in default["MALLOC_CONF"]
+    plain = _environment_under("pymalloc")
+    assert "LD_PRELOAD" not in plain and "PYTHONMALLOC" not in plain

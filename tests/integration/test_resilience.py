@@ -4,6 +4,7 @@ breaker, retry. Every test asserts the outcome, a time bound and what the agent 
 The transport-sensitive tests run on both agent transports (AGENT_HTTP_TRANSPORT)."""
 
 import asyncio
+import gc
 import statistics
 import time
 
@@ -31,6 +32,14 @@ async def timed_post(gateway, **body):
 
 def breaker(key: str = "cita"):
     return registry.snapshot.agents[key].breaker
+
+
+def _disconnect_watchers() -> list[asyncio.Task]:
+    return [
+        task
+        for task in gc.get_objects()
+        if isinstance(task, asyncio.Task) and task.get_coro().__name__ == "watch"
+    ]
 
 
 class TestDeadline:
@@ -96,6 +105,39 @@ class TestConnections:
                    for r, _ in results)  # fmt: skip
         assert fault_agent.connections_opened == 2
         assert max(elapsed for _, elapsed in results) >= 0.3 * 4  # queued two at a time
+
+    async def test_a_burst_leaves_at_most_the_keepalive_cap_of_idle_connections(
+        self, gateway, make_agent, fault_agent, transport, settings
+    ):
+        settings.AGENT_KEEPALIVE_CONNECTIONS = 2
+        make_agent("cita", url=fault_agent.url("/slow/0.3"), max_connections=8, max_concurrency=50)
+        results = await asyncio.gather(*(timed_post(gateway) for _ in range(8)))
+        assert all(r.status_code == 200 and "x-gateway-fallback" not in r.headers
+                   for r, _ in results)  # fmt: skip
+        assert fault_agent.connections_opened == 8
+        # As the burst's 8 connections come back, the pool keeps 2 and closes the other 6 (the
+        # agent sees them closed), instead of holding all 8 until the keep-alive expiry.
+        assert await fault_agent.until(lambda a: a.connections_closed_by_peer == 6, timeout=2)
+        for _ in range(2):
+            response, _ = await timed_post(gateway)
+            assert response.status_code == 200
+        assert (fault_agent.connections_opened, fault_agent.connections_closed_by_peer) == (8, 6)
+
+    async def test_a_pooled_connection_does_not_keep_its_first_request_alive(
+        self, gateway, make_agent, fault_agent, transport
+    ):
+        """An agent connection keeps a copy of the context of the request that opened it for as
+        long as it is pooled; that copy must not reach the request's disconnect watcher, whose
+        frames hold the whole request (1,000 calls at once left ~8 MB behind)."""
+        make_agent("cita", url=fault_agent.url("/ok"))
+        response, _ = await timed_post(gateway)
+        assert response.status_code == 200 and "x-gateway-fallback" not in response.headers
+        finishing = _disconnect_watchers()
+        if finishing:  # cancelled as the request ended; let them finish
+            await asyncio.wait(finishing)
+        del finishing
+        gc.collect()
+        assert _disconnect_watchers() == []
 
     @pytest.mark.parametrize("path", ["/huge", "/huge_chunked", "/reset_mid", "/garbage"])
     async def test_a_broken_reply_discards_its_connection(
