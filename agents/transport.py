@@ -86,7 +86,9 @@ class _IdleCappedConnector(aiohttp.TCPConnector):
     """aiohttp's pool with httpx's `max_keepalive_connections`: a connection given back while
     `max_idle` already wait for reuse is closed instead of kept. aiohttp keeps every connection
     of a burst for `keepalive_timeout`; with this cap, 1,000 calls at once leave a few idle
-    sockets and their buffers behind, not 1,000 (bench/README.md, memory after a burst)."""
+    sockets and their buffers behind, not 1,000 (bench/README.md, memory after a burst).
+    It overrides aiohttp's private `_release` (aiohttp is pinned; test_resilience.py's
+    keep-alive cap test fails if that hook changes)."""
 
     def __init__(self, *, max_idle: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
