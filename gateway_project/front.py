@@ -10,6 +10,7 @@ from django.core.handlers.asgi import ASGIHandler
 
 from agents.registry import registry
 from agents.sync import registry_sync
+from chat.endpoint import CHAT_PATH
 from gateway_project import metrics
 from gateway_project.context import RequestContext, request_context, request_id_from
 from gateway_project.hotpath import HotPathHandler
@@ -18,7 +19,7 @@ from health.views import close_probe_clients
 
 access_logger = logging.getLogger("gateway.access")
 
-HOT_PATHS = frozenset({"/api/agent/chat", "/health", "/health/live", "/health/ready", "/metrics"})
+HOT_PATHS = frozenset({CHAT_PATH, "/health", "/health/live", "/health/ready", "/metrics"})
 QUIET_PATHS = frozenset({"/health/live", "/health/ready", "/metrics"})
 
 
