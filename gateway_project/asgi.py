@@ -5,9 +5,10 @@ A thin front over two Django handlers:
   thread hops, in-memory body with the contract's 413;
 - everything else (admin, API docs, service info) goes to Django's stock ASGIHandler and its full
   middleware stack.
-The front also gives every response its X-Request-ID, writes the access log line, and handles the
-lifespan: the registry is loaded before the first request, and on shutdown (after the server has
-drained in-flight requests) the agent clients are closed.
+The front also gives every response its X-Request-ID, writes the access log line, runs a garbage
+collection pass when it falls idle after a busy spell (idle_gc.py), and handles the lifespan: the
+registry is loaded before the first request, and on shutdown (after the server has drained
+in-flight requests) the agent clients are closed.
 """
 
 import os

@@ -1,4 +1,5 @@
-"""GatewayFront: request id, access log, lifespan, and dispatch between the two handlers."""
+"""GatewayFront: request id, access log, lifespan, idle collection, and dispatch between the two
+handlers."""
 
 import asyncio
 import gc
@@ -14,6 +15,7 @@ from chat.endpoint import CHAT_PATH
 from gateway_project import metrics
 from gateway_project.context import RequestContext, request_context, request_id_from
 from gateway_project.hotpath import HotPathHandler
+from gateway_project.idle_gc import IdleCollector
 from gateway_project.startup import log_startup
 from health.views import close_probe_clients
 
@@ -27,6 +29,7 @@ class GatewayFront:
     def __init__(self) -> None:
         self.hot = HotPathHandler()
         self.stock = ASGIHandler()
+        self.idle_gc = IdleCollector()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         kind = scope["type"]
@@ -51,11 +54,13 @@ class GatewayFront:
                 ctx.status = message["status"]
             await send(message)
 
+        self.idle_gc.enter()
         try:
             await registry_sync.ensure_started()
             handler = self.hot if scope["path"] in HOT_PATHS else self.stock
             await handler(scope, receive, send_with_id)
         finally:
+            self.idle_gc.leave()
             _log_access(ctx)
             request_context.reset(token)
 
@@ -76,6 +81,7 @@ class GatewayFront:
                 gc.freeze()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                self.idle_gc.cancel()
                 await asyncio.to_thread(registry_sync.stop)
                 await registry.aclose()
                 await close_probe_clients()
