@@ -1,10 +1,12 @@
 """Per-caller rate limits for the chat endpoint (the contract's 429 + Retry-After).
 
-Built on `limits` (the library behind Flask-Limiter and SlowAPI) because it has natively async
-storages: in-process memory by default, and Redis (redis-py's asyncio client) when REDIS_URL is
-set, so every worker of every instance shares one budget per caller without a thread hop or a
-blocking call on the event loop. The strategy is a sliding-window counter: two counters per
-caller, no burst of twice the limit at a window edge.
+The strategy is a sliding-window counter: two counters per caller, no burst of twice the limit at
+a window edge. When REDIS_URL is set the counters live in Redis, through `limits` (the library
+behind Flask-Limiter and SlowAPI) and its natively async redis-py storage, so every worker of
+every instance shares one budget per caller without a thread hop or a blocking call on the event
+loop. Otherwise (`async+memory://`) they live in this process (sliding_window.py: the same
+arithmetic, without the lock, task and walk over every caller that `limits`' memory storage
+pays on each hit).
 
 When the storage fails (Redis down), requests are allowed and a warning is logged at most once a
 minute: chat keeps working, the storage is not tried again for STORAGE_RETRY_S (no request pays
@@ -22,12 +24,14 @@ from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.storage import storage_from_string
 
 from agents.conf import gateway_settings
+from gateway_project.sliding_window import SlidingWindowCounters
 
 logger = logging.getLogger("gateway.ratelimit")
 
 _DEGRADED_LOG_INTERVAL_S = 60.0
 STORAGE_RETRY_S = 2.0
 _NAMESPACE = "chat"
+IN_PROCESS_URIS = frozenset({"async+memory://", "memory://"})
 
 
 class RateLimited(Exception):
@@ -38,6 +42,7 @@ class RateLimited(Exception):
 
 class RateLimiter:
     def __init__(self) -> None:
+        self._in_process: SlidingWindowCounters | None = None
         # The async storages bind to the event loop they are first used on.
         self._loop: asyncio.AbstractEventLoop | None = None
         self._strategy: SlidingWindowCounterRateLimiter | None = None
@@ -70,7 +75,19 @@ class RateLimiter:
 
     async def check(self, identity: str, per_minute: int) -> None:
         """Count one request for `identity`; raise RateLimited when its budget is spent."""
-        if per_minute <= 0 or time.monotonic() < self._storage_down_until:
+        if per_minute <= 0:
+            return
+        if self._in_process is None and gateway_settings.rate_limit_storage_uri in IN_PROCESS_URIS:
+            self._in_process = SlidingWindowCounters()
+        if self._in_process is not None:
+            retry_in = self._in_process.hit(identity, per_minute)
+            if retry_in is not None:
+                raise RateLimited(max(1, math.ceil(retry_in)))
+            return
+        await self._check_shared(identity, per_minute)
+
+    async def _check_shared(self, identity: str, per_minute: int) -> None:
+        if time.monotonic() < self._storage_down_until:
             return
         item = self._item(per_minute)
         try:
@@ -95,7 +112,8 @@ class RateLimiter:
             )
 
     def reset(self) -> None:
-        """Forget every counter (tests)."""
+        """Forget every counter and the storage (tests: a new budget, or a new storage URI)."""
+        self._in_process = None
         self._strategy = None
         self._loop = None
         self._storage_down_until = -math.inf

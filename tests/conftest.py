@@ -49,6 +49,16 @@ def _fresh_registry() -> Iterator[None]:
     key_store.clear()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits() -> Iterator[None]:
+    """Every test starts with no request counted against any caller's budget."""
+    from gateway_project.ratelimit import rate_limiter
+
+    rate_limiter.reset()
+    yield
+    rate_limiter.reset()
+
+
 @pytest.fixture
 def fault_agent() -> Iterator[FaultAgent]:
     agent = FaultAgent().start()

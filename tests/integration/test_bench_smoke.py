@@ -34,3 +34,12 @@ def test_the_bench_runs_and_every_load_gets_the_expected_answers():
     assert len(ours) == 2 * 2 + 4 and all(row.endswith("| ok |") for row in ours), "\n".join(rows)
     assert "| 50 ms @64: gateway / straight to agent |" in result.stdout
     assert "| 50 in flight @5 s: answered 200 | 50.00 |" in result.stdout
+
+
+def test_the_rate_limit_bench_runs():
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.rate_limits"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert re.search(r"^\| 10,000 \| [\d.]+ \| [\d.]+ \| [\d.]+× \|$", result.stdout, re.M)

@@ -188,17 +188,11 @@ class TestRateLimits:
     async def test_an_unreachable_shared_store_allows_requests(
         self, gateway, settings, make_agent, fault_agent
     ):
-        from gateway_project.ratelimit import rate_limiter
-
         settings.RATE_LIMIT_PER_MINUTE = 1
         settings.RATE_LIMIT_STORAGE_URI = "async+redis://127.0.0.1:9/0"  # nothing listens
-        rate_limiter.reset()
         make_agent("cita", url=fault_agent.url("/ok"))
-        try:
-            for _ in range(3):
-                assert (await post(gateway)).status_code == 200
-        finally:
-            rate_limiter.reset()
+        for _ in range(3):
+            assert (await post(gateway)).status_code == 200
 
 
 class TestCors:
