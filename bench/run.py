@@ -160,6 +160,16 @@ def compare(bench: Bench, stub: Server, targets: list[Server]) -> None:
         "instant @16: gateway / FastAPI+httpx",
         ("agent at once, 16 conc", g, "FastAPI+httpx"),
     )
+    _ratio(
+        bench,
+        "50 ms @64, not a target: gateway / FastAPI+aiohttp",
+        ("agent in 50 ms, 64 conc", g, "FastAPI+aiohttp"),
+    )
+    _ratio(
+        bench,
+        "instant @16, not a target: gateway / FastAPI+aiohttp",
+        ("agent at once, 16 conc", g, "FastAPI+aiohttp"),
+    )
     bench.checks["50 ms @64: gateway p99 (ms)"].append(
         bench.rows[("agent in 50 ms, 64 conc", g)][-1].p99_ms
     )
@@ -314,8 +324,8 @@ def main() -> None:
     parser.add_argument(
         "--refs",
         nargs="*",
-        default=["gateway-httpx", "naive", "fastapi"],
-        choices=["gateway-httpx", "naive", "naive-stock", "fastapi"],
+        default=["gateway-httpx", "naive", "fastapi", "fastapi-aiohttp"],
+        choices=["gateway-httpx", "naive", "naive-stock", "fastapi", "fastapi-aiohttp"],
     )
     parser.add_argument(
         "--profile",
@@ -347,6 +357,7 @@ def main() -> None:
                 {"NAIVE_STOCK_MIDDLEWARE": "1"},
             ),
             "fastapi": ("FastAPI+httpx", "bench.fastapi_ref.app:app", {}),
+            "fastapi-aiohttp": ("FastAPI+aiohttp", "bench.fastapi_ref.aiohttp_app:app", {}),
         }
         others = [
             stack.start_python(name, app, {**routes, **env}, ready_path="/api/agent/chat")
