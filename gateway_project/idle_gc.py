@@ -2,13 +2,14 @@
 
 Why: while many requests overlap, CPython's free lists (tuples above all, up to 2,000 of each
 length) fill to their caps, and only a full collection empties them. An idle process never
-triggers one, so after 1,000 calls at once a worker kept about 5 MB of cached tuples for good.
+triggers one, so after 1,000 calls at once a worker kept about 5 MB of cached objects for good.
 One pass when nothing is in flight any more hands them back, and jemalloc
 (deploy/with-allocator.sh) returns the pages to the system within its decay time: RSS after the
 burst went from 11.5 MB to about 6 MB over idle (bench/README.md, "Memory after a burst").
 
 A pass costs about 2 ms, as everything loaded at startup is frozen out of the collector
-(front.py), and it runs only while no request is in flight, so no request waits for it.
+(front.py). It starts only while no request is in flight: at most a request arriving during
+those 2 ms waits for it.
 """
 
 import asyncio
