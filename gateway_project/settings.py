@@ -104,10 +104,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env.boo
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=60))
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # WAL lets the registry poller of every worker read while the admin writes.
-    DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
-        "init_command", "PRAGMA journal_mode=WAL; PRAGMA busy_timeout=5000;"
-    )
+    # WAL lets the registry poller of every worker read while the admin writes. IMMEDIATE takes
+    # the write lock when a transaction begins, so it waits out another writer (busy_timeout);
+    # a transaction that read first and then writes (deleting an agent collects its rows first)
+    # would otherwise fail at once with "database is locked" when the poller wrote in between.
+    sqlite_options = DATABASES["default"].setdefault("OPTIONS", {})
+    sqlite_options.setdefault("init_command", "PRAGMA journal_mode=WAL; PRAGMA busy_timeout=5000;")
+    sqlite_options.setdefault("transaction_mode", "IMMEDIATE")
 
 # Redis (optional): the shared cache (admin login lockout), rate-limit counters shared by every
 # worker and instance, and configuration-change notifications (agents/notify.py).
