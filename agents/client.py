@@ -69,12 +69,12 @@ class AgentClient:
     def __init__(self, spec: AgentSpec, *, user_agent: str, max_response_bytes: int) -> None:
         self.url = spec.url
         self.max_response_bytes = max_response_bytes
-        self._headers = {
-            "Content-Type": "application/json",
-            "Accept": "application/json",
-            "User-Agent": user_agent,
-        }
         self._http = agent_http_client(
+            headers={
+                "Content-Type": "application/json",
+                "Accept": "application/json",
+                "User-Agent": user_agent,
+            },
             timeout=httpx.Timeout(
                 connect=spec.connect_timeout_s,
                 read=spec.timeout_s,
@@ -100,7 +100,7 @@ class AgentClient:
     async def post_json(self, body: bytes, *, request_id: str) -> AgentReply:
         self.active += 1
         try:
-            headers = {**self._headers, "X-Request-ID": request_id}
+            headers = {"X-Request-ID": request_id}
             with map_httpx_errors():
                 request = self._http.build_request("POST", self.url, content=body, headers=headers)
                 response = await self._http.send(request, stream=True)

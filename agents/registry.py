@@ -143,7 +143,7 @@ class AgentRegistry:
             metrics.breaker_state_set(spec.key, breaker.state)
         limiter = old.limiter if old is not None else ConcurrencyLimiter(spec.max_concurrency)
         limiter.limit = spec.max_concurrency
-        metrics.concurrency_limit.labels(spec.key).set(spec.max_concurrency)
+        metrics.series(metrics.concurrency_limit, spec.key).set(spec.max_concurrency)
         return AgentRuntime(spec=spec, client=client, breaker=breaker, limiter=limiter)
 
     def _retire(self, client: AgentClient) -> None:

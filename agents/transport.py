@@ -28,6 +28,8 @@ from yarl import URL
 from agents.conf import gateway_settings
 
 _URL_CACHE_SIZE = 64
+# Headers httpx derives itself when it builds a request: a caller setting one takes its own path.
+_AUTO_HEADERS = frozenset({"host", "content-length", "transfer-encoding"})
 
 
 @contextlib.contextmanager
@@ -202,8 +204,7 @@ class AgentHttpClient(httpx.AsyncClient):
     def __init__(self, *, transport: httpx.AsyncBaseTransport | None = None, **kwargs: Any):
         super().__init__(transport=transport, **kwargs)
         self._short_transport = transport if isinstance(transport, AiohttpTransport) else None
-        self._urls: dict[str, httpx.URL] = {}
-        self._default_headers: dict[str, str] | None = None
+        self._targets: dict[str, tuple[httpx.URL, httpx.Headers]] = {}
 
     @property
     def cookies(self) -> httpx.Cookies:
@@ -220,7 +221,7 @@ class AgentHttpClient(httpx.AsyncClient):
     @headers.setter
     def headers(self, value: Any) -> None:
         httpx.AsyncClient.headers.fset(self, value)  # type: ignore[attr-defined]
-        self._default_headers = None
+        self._targets = {}
 
     def build_request(  # type: ignore[override]
         self,
@@ -231,20 +232,33 @@ class AgentHttpClient(httpx.AsyncClient):
         headers: dict[str, str] | None = None,
         **kwargs: Any,
     ) -> httpx.Request:
-        if kwargs or not isinstance(url, str) or not isinstance(content, bytes | None):
+        """httpx's request for these arguments, built from a per-URL copy of the headers that
+        httpx would add (Host, the client's own) instead of normalising every header twice."""
+        extra = {name.lower(): value for name, value in headers.items()} if headers else {}
+        if (
+            kwargs
+            or not isinstance(url, str)
+            or not isinstance(content, bytes)
+            or not content
+            or not _AUTO_HEADERS.isdisjoint(extra)
+            or self.base_url.raw_path != b"/"
+            or self.base_url.host
+        ):
             return super().build_request(method, url, content=content, headers=headers, **kwargs)
-        if self.base_url.raw_path != b"/" or self.base_url.host:
-            return super().build_request(method, url, content=content, headers=headers)
-        merged = dict(self._defaults())
-        if headers:
-            merged.update({name.lower(): value for name, value in headers.items()})
-        return httpx.Request(
+        target, prepared = self._target(url)
+        request_headers = httpx.Headers(prepared)
+        for name, value in extra.items():
+            request_headers[name] = value
+        request_headers["Content-Length"] = str(len(content))
+        request = httpx.Request(
             method,
-            self._url(url),
-            content=content,
-            headers=merged,
+            target,
+            stream=httpx.ByteStream(content),
+            headers=request_headers,
             extensions={"timeout": self.timeout.as_dict()},
         )
+        request.read()  # the body is in memory: `request.content`, as httpx's own path sets it
+        return request
 
     async def send(  # type: ignore[override]
         self,
@@ -275,18 +289,18 @@ class AgentHttpClient(httpx.AsyncClient):
                 raise
         return response
 
-    def _defaults(self) -> dict[str, str]:
-        if self._default_headers is None:
-            self._default_headers = {k.lower(): v for k, v in self.headers.items()}
-        return self._default_headers
-
-    def _url(self, text: str) -> httpx.URL:
-        url = self._urls.get(text)
-        if url is None:
-            if len(self._urls) >= _URL_CACHE_SIZE:
-                self._urls.clear()
-            url = self._urls[text] = httpx.URL(text)
-        return url
+    def _target(self, text: str) -> tuple[httpx.URL, httpx.Headers]:
+        """The parsed URL and the headers every request to it starts with: Host, as httpx
+        derives it, then the client's headers (lower-case names, as merged per request)."""
+        target = self._targets.get(text)
+        if target is None:
+            if len(self._targets) >= _URL_CACHE_SIZE:
+                self._targets.clear()
+            url = httpx.URL(text)
+            defaults = [(name.lower(), value) for name, value in self.headers.items()]
+            host = [("Host", url.netloc.decode("ascii"))] if url.host else []
+            target = self._targets[text] = (url, httpx.Headers(host + defaults))
+        return target
 
 
 _NO_COOKIES = _NoCookies()

@@ -60,7 +60,7 @@ async def chat_handle(payload: ChatIn, *, principal: Principal, ctx: RequestCont
 async def _call(runtime: AgentRuntime, payload: ChatIn, *, ctx: RequestContext) -> JsonAnswer:
     key = runtime.key
     spec = runtime.spec
-    metrics.inflight.labels(key).inc()
+    metrics.series(metrics.inflight, key).inc()
     try:
         reply = await agent_call(
             runtime,
@@ -70,7 +70,7 @@ async def _call(runtime: AgentRuntime, payload: ChatIn, *, ctx: RequestContext) 
         )
     except AgentBusyError:
         ctx.outcome = "backpressure"
-        metrics.agent_errors.labels(key, "backpressure").inc()
+        metrics.series(metrics.agent_errors, key, "backpressure").inc()
         return JsonAnswer(
             status=503,
             body={"detail": messages.SATURATED},
@@ -85,11 +85,11 @@ async def _call(runtime: AgentRuntime, payload: ChatIn, *, ctx: RequestContext) 
         )
         return _reply(spec.fallback_reply, payload, key, None, fallback=exc.reason)
     finally:
-        metrics.inflight.labels(key).dec()
-    metrics.upstream_status.labels(key, "200").inc()
+        metrics.series(metrics.inflight, key).dec()
+    metrics.series(metrics.upstream_status, key, "200").inc()
     if not reply.reply.strip():
         ctx.outcome = "empty_reply"
-        metrics.agent_errors.labels(key, "empty_reply").inc()
+        metrics.series(metrics.agent_errors, key, "empty_reply").inc()
         return _reply(messages.EMPTY_REPLY, payload, key, None, fallback="empty_reply")
     ctx.outcome = "ok"
     logger.debug("agent call ok", extra={"event": "agent_call", "agent": key})

@@ -8,6 +8,13 @@ import orjson
 
 from gateway_project.context import current_request_id
 
+# The JSON lines carry none of the caller's file, line, thread or process: skip looking them up
+# for every record (the logging HOWTO's "Optimization" section; ~1.5 µs of a ~10 µs access line).
+logging._srcfile = None  # type: ignore[attr-defined]
+logging.logThreads = False
+logging.logProcesses = False
+logging.logMultiprocessing = False
+
 # LogRecord's own attributes, and uvicorn's `color_message` (the message again, with ANSI codes).
 _RESERVED = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
     "message",

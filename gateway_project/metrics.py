@@ -6,9 +6,11 @@ is counted under UNROUTED, never as the raw string.
 
 import contextlib
 import os
+from typing import Any
 
 from django.conf import settings
 from prometheus_client import Counter, Gauge, Histogram, multiprocess
+from prometheus_client.metrics import MetricWrapperBase
 
 from agents.breaker import STATE_VALUES
 
@@ -51,12 +53,27 @@ agent_errors = Counter(
 )
 
 
+# (metric, label values) -> its child. prometheus_client's labels() converts the values, takes
+# a lock and looks the child up on every call; a chat request makes five such lookups.
+_children: dict[tuple[MetricWrapperBase, tuple[str, ...]], Any] = {}
+
+
+def series(metric: MetricWrapperBase, *labels: str) -> Any:
+    """`metric.labels(*labels)`, looked up once per process (dropped by agent_forget)."""
+    child = _children.get((metric, labels))
+    if child is None:
+        child = _children[(metric, labels)] = metric.labels(*labels)
+    return child
+
+
 def breaker_state_set(agent: str, state: str) -> None:
-    breaker_state.labels(agent).set(STATE_VALUES[state])
+    series(breaker_state, agent).set(STATE_VALUES[state])
 
 
 def agent_forget(agent: str) -> None:
     """Drop a deleted agent's gauges so it does not linger in scrapes."""
+    for key in [key for key in list(_children) if key[1][0] == agent]:
+        _children.pop(key, None)
     for gauge in (breaker_state, inflight, concurrency_limit):
         with contextlib.suppress(KeyError):
             gauge.remove(agent)
@@ -69,17 +86,17 @@ unrouted_total = Counter(
 
 
 def request_done(agent: str, status: int, seconds: float) -> None:
-    requests_total.labels(agent, str(status)).inc()
-    request_duration.labels(agent).observe(seconds)
+    series(requests_total, agent, str(status)).inc()
+    series(request_duration, agent).observe(seconds)
 
 
 def agent_error(agent: str, exc: Exception) -> None:
     from agents.errors import AgentBadStatusError
 
     reason = getattr(exc, "reason", "connection")
-    agent_errors.labels(agent, reason).inc()
+    series(agent_errors, agent, reason).inc()
     if isinstance(exc, AgentBadStatusError):
-        upstream_status.labels(agent, str(exc.status_code)).inc()
+        series(upstream_status, agent, str(exc.status_code)).inc()
 
 
 def process_exit() -> None:

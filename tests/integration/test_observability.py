@@ -8,7 +8,7 @@ import httpx
 import pytest
 from prometheus_client import REGISTRY
 
-from tests.conftest import chat_body
+from tests.conftest import chat_body, in_thread
 from tests.fault_agent import refused_url
 
 CHAT = "/api/agent/chat"
@@ -88,6 +88,39 @@ async def test_metrics_after_ok_fallback_backpressure_and_breaker(gateway, make_
     assert 'gateway_requests_total{agent="_unrouted",status="400"}' in scrape
     assert "nadie" not in scrape  # never the raw modalidad
     assert 'le="30.0"' in scrape and 'le="0.1"' in scrape  # buckets for 0.1-30 s
+
+
+async def test_a_deleted_agent_leaves_the_gauges_and_comes_back_when_recreated(
+    gateway, make_agent, fault_agent
+):
+    from agents.models import Agent
+    from tests.integration.test_registry_live import eventually, routed_to
+
+    make_agent("cita", url=fault_agent.url("/ok"), max_concurrency=7)
+    assert (await gateway.post(CHAT, json=chat_body())).status_code == 200
+    assert sample("gateway_agent_concurrency_limit", agent="cita") == 7
+
+    def exported(name: str) -> bool:
+        return REGISTRY.get_sample_value(name, {"agent": "cita"}) is not None
+
+    in_thread(lambda: Agent.objects.filter(key="cita").delete())
+
+    async def gone() -> bool:
+        return not any(exported(name) for name in GAUGES)
+
+    assert await eventually(gone)
+
+    make_agent("cita", url=fault_agent.url("/ok"), max_concurrency=9)
+    assert await eventually(lambda: routed_to(gateway, "cita", "cita"))
+    assert sample("gateway_agent_concurrency_limit", agent="cita") == 9
+    assert exported("gateway_inflight_requests") and exported("gateway_circuit_breaker_state")
+
+
+GAUGES = (
+    "gateway_agent_concurrency_limit",
+    "gateway_inflight_requests",
+    "gateway_circuit_breaker_state",
+)
 
 
 class TestHealth:
