@@ -22,6 +22,7 @@ def demo_agent_app(key: str) -> Any:
             body += message.get("body", b"")
             if not message.get("more_body"):
                 break
+        payload: dict[str, str | None]
         if scope["method"] == "GET":
             status, payload = 200, {"status": "ok", "agent": key}
         else:

@@ -6,6 +6,7 @@ is on. Runtime code reads the typed `agents.conf.gateway_settings`, never these 
 """
 
 from pathlib import Path
+from typing import Any
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -116,7 +117,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 # worker and instance, and configuration-change notifications (agents/notify.py).
 REDIS_URL = env.str("REDIS_URL", default="")
 _cache_url = env.str("CACHE_URL", default="") or REDIS_URL
-CACHES = {
+CACHES: dict[str, dict[str, Any]] = {
     "default": env.cache_url_config(_cache_url)
     if _cache_url
     else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
