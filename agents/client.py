@@ -122,14 +122,17 @@ class AgentClient:
 
     async def _read_capped(self, response: httpx.Response) -> bytes:
         limit = self.max_response_bytes
-        declared = response.headers.get("content-length")
+        headers = response.headers
+        declared = headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit:
             raise AgentResponseTooLargeError(f"content-length {declared} > {limit}")
         if response.status_code != 200:
             return b""  # the status alone decides; closing the response discards the body
+        # Without a Content-Encoding the bytes are the body: skip httpx's decoder layer.
+        body = response.aiter_bytes() if "content-encoding" in headers else response.aiter_raw()
         chunks: list[bytes] = []
         size = 0
-        async for chunk in response.aiter_bytes():
+        async for chunk in body:
             size += len(chunk)
             if size > limit:
                 raise AgentResponseTooLargeError(f"body over {limit} bytes")

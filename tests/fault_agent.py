@@ -10,6 +10,8 @@ Each request's path picks a behaviour, so one server serves every fault at once:
     /noreply          200 {"foo": 1} (valid JSON, no string reply)
     /huge             200 with a 20 MB body (Content-Length announced)
     /huge_chunked     200, 20 MB chunked, no Content-Length
+    /gzip             /ok, gzip-compressed (Content-Encoding: gzip)
+    /gzip_huge        200, 20 MB of JSON-ish bytes gzip-compressed to ~20 KB
     /slow/<seconds>   wait, then /ok
     /hang             read the request, never answer
     /stall            send the status line and headers, then never the body
@@ -27,6 +29,7 @@ Observations (thread-safe): `requests` (path, headers, JSON body) in order, `con
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import socket
 import struct
@@ -37,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 HUGE_BYTES = 20 * 1024 * 1024
+_GZIP_HUGE = gzip.compress(b"x" * HUGE_BYTES)
 
 
 @dataclass
@@ -215,6 +219,10 @@ class FaultAgent:
             return await self._send_raw(writer, 200, b"<html>not json</html>")
         if name == "huge":
             return await self._send_raw(writer, 200, b"x" * HUGE_BYTES)
+        if name == "gzip":
+            return await self._send_echo(writer, request, gzipped=True)
+        if name == "gzip_huge":
+            return await self._send_raw(writer, 200, _GZIP_HUGE, encoding="gzip")
         if name == "huge_chunked":
             writer.write(
                 b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
@@ -280,20 +288,29 @@ class FaultAgent:
         with self._lock:
             self.connections_closed_by_peer += 1
 
-    async def _send_echo(self, writer: asyncio.StreamWriter, request: ReceivedRequest) -> bool:
+    async def _send_echo(
+        self, writer: asyncio.StreamWriter, request: ReceivedRequest, *, gzipped: bool = False
+    ) -> bool:
         try:
             message = json.loads(request.body).get("message", "")
         except (ValueError, AttributeError):
             message = ""
-        return await self._send_json(writer, 200, {"reply": f"echo: {message}", "url": None})
+        reply = {"reply": f"echo: {message}", "url": None}
+        if gzipped:
+            body = gzip.compress(json.dumps(reply).encode())
+            return await self._send_raw(writer, 200, body, encoding="gzip")
+        return await self._send_json(writer, 200, reply)
 
     async def _send_json(self, writer: asyncio.StreamWriter, status: int, body: Any) -> bool:
         return await self._send_raw(writer, status, json.dumps(body).encode())
 
-    async def _send_raw(self, writer: asyncio.StreamWriter, status: int, body: bytes) -> bool:
+    async def _send_raw(
+        self, writer: asyncio.StreamWriter, status: int, body: bytes, *, encoding: str = ""
+    ) -> bool:
+        extra = f"content-encoding: {encoding}\r\n".encode() if encoding else b""
         writer.write(
-            b"HTTP/1.1 %d X\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n"
-            % (status, len(body))
+            b"HTTP/1.1 %d X\r\ncontent-type: application/json\r\ncontent-length: %d\r\n%s\r\n"
+            % (status, len(body), extra)
             + body
         )
         try:

@@ -139,7 +139,15 @@ class TestConnections:
         gc.collect()
         assert _disconnect_watchers() == []
 
-    @pytest.mark.parametrize("path", ["/huge", "/huge_chunked", "/reset_mid", "/garbage"])
+    async def test_a_compressed_reply_is_decoded(self, gateway, make_agent, fault_agent, transport):
+        make_agent("cita", url=fault_agent.url("/gzip"))
+        response, _ = await timed_post(gateway)
+        assert response.status_code == 200 and "x-gateway-fallback" not in response.headers
+        assert response.json()["reply"] == "echo: Quiero agendar una cita"
+
+    @pytest.mark.parametrize(
+        "path", ["/huge", "/huge_chunked", "/gzip_huge", "/reset_mid", "/garbage"]
+    )
     async def test_a_broken_reply_discards_its_connection(
         self, gateway, make_agent, fault_agent, transport, path
     ):
