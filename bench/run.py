@@ -311,6 +311,13 @@ def main() -> None:
         choices=["gateway-httpx", "naive", "naive-stock", "fastapi", "fastapi-aiohttp"],
     )
     parser.add_argument(
+        "--half-core",
+        action="store_true",
+        help="share the servers' core with a busy loop, as on cores half as fast; for "
+        "--only compare noagent (tail latencies grow more than on a slow core: the scheduler "
+        "hands the core over in slices of a few ms)",
+    )
+    parser.add_argument(
         "--profile",
         action="store_true",
         help="record the gateway with py-spy during the two agent scenarios",
@@ -348,6 +355,8 @@ def main() -> None:
             if key in args.refs
         ]
         bench = Bench(stack, args)
+        if args.half_core:
+            stack.start_busy_loop()
         if args.profile:
             profile.record(bench, gateway, stub)
         for round_ in range(args.repeat):
@@ -370,7 +379,8 @@ def _median(values: list[float]) -> float:
 def print_table(bench: Bench, args: argparse.Namespace) -> None:
     print(
         f"\nMedians of {args.repeat} round(s), {args.duration:g} s per load, one wrk thread; "
-        f"server pinned to core 0, wrk + stub on core 1.\n"
+        f"server pinned to core 0, wrk + stub on core 1"
+        f"{'; core 0 shared with a busy loop (--half-core)' if args.half_core else ''}.\n"
     )
     print("| scenario | target | req/s | p50 ms | p99 ms | peak RSS MB | CPU ms/req | answers |")
     print("|---|---|---:|---:|---:|---:|---:|---|")

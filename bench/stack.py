@@ -102,6 +102,13 @@ class Stack:
         procs.wait_http(f"{server.base}/health", proc=proc)
         return server
 
+    def start_busy_loop(self) -> None:
+        """A process spinning on the servers' core for the rest of the run: each server under
+        test gets about half of it, as on a machine whose cores are half as fast."""
+        command = [PYTHON, "-c", "while True: pass"]
+        proc = procs.start(command, env={}, log=self.workdir / "busy.log", cpus=SERVER_CPU)
+        self.servers.append(Server("busy loop", proc, port=0))
+
     def dead_url(self) -> str:
         """An address that refuses connections (bound, never listening)."""
         self.dead = socket.socket()

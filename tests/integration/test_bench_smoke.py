@@ -8,6 +8,7 @@ than on the next person's measurement day.
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -34,6 +35,32 @@ def test_the_bench_runs_and_every_load_gets_the_expected_answers():
     assert len(ours) == 2 * 2 + 4 and all(row.endswith("| ok |") for row in ours), "\n".join(rows)
     assert "| 50 ms @64: gateway / straight to agent |" in result.stdout
     assert "| 50 in flight @5 s: answered 200 | 50.00 |" in result.stdout
+
+
+def _busy_loops() -> set[Path]:
+    """The processes running bench's busy loop (their /proc entries)."""
+    found = set()
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            if b"while True: pass" in (entry / "cmdline").read_bytes():
+                found.add(entry)
+        except OSError:  # gone meanwhile
+            continue
+    return found
+
+
+def test_the_half_core_run_shares_the_core_and_stops_its_busy_loop():
+    before = _busy_loops()
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--duration", "1", "--warmup", "0",
+         "--only", "noagent", "--refs", "--half-core"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "core 0 shared with a busy loop (--half-core)" in result.stdout
+    rows = [line for line in result.stdout.splitlines() if re.match(r"\| .* \| ok \|$", line)]
+    assert len(rows) == 4, result.stdout
+    assert _busy_loops() <= before
 
 
 def test_the_rate_limit_bench_runs():
