@@ -4,7 +4,7 @@ Like `ninja/conf.py`: runtime code imports `gateway_settings`; a `setting_change
 rebuilds it so tests can use `override_settings`.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from django.conf import settings
@@ -61,14 +61,20 @@ class GatewaySettings:
 
 
 class _SettingsProxy:
-    """Attribute access to the current GatewaySettings; rebuilt when a test overrides settings."""
+    """Attribute access to the current GatewaySettings; rebuilt when a test overrides settings.
 
-    _current: GatewaySettings | None = None
+    The fields are copied onto the proxy when first read, so reading one on the request path
+    (several per request) is a plain attribute lookup rather than a `__getattr__` call.
+    """
 
     def __getattr__(self, name: str) -> Any:
-        if self._current is None:
-            type(self)._current = GatewaySettings.from_django()
-        return getattr(self._current, name)
+        # Reached on first use after a (re)load, and for GatewaySettings' properties.
+        current = self.__dict__.get("_current")
+        if current is None:
+            current = GatewaySettings.from_django()
+            self.__dict__.update({f.name: getattr(current, f.name) for f in fields(current)})
+            self.__dict__["_current"] = current
+        return getattr(current, name)
 
 
 gateway_settings: GatewaySettings = _SettingsProxy()  # type: ignore[assignment]
@@ -76,4 +82,4 @@ gateway_settings: GatewaySettings = _SettingsProxy()  # type: ignore[assignment]
 
 @receiver(setting_changed)
 def _reload(**_: Any) -> None:
-    _SettingsProxy._current = None
+    vars(gateway_settings).clear()

@@ -63,6 +63,17 @@ def test_the_half_core_run_shares_the_core_and_stops_its_busy_loop():
     assert _busy_loops() <= before
 
 
+@pytest.mark.parametrize("scenario", ["instant", "breaker"])
+def test_the_in_process_bench_runs(scenario: str):
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.inprocess", scenario, "--requests", "160", "--rounds", "2"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert re.search(rf"^{scenario} @ \S+: CPU µs per request, 2 rounds of 160: [\d.]+ [\d.]+;",
+                     result.stdout, re.M), result.stdout  # fmt: skip
+
+
 def test_the_rate_limit_bench_runs():
     result = subprocess.run(
         [sys.executable, "-m", "bench.rate_limits"],

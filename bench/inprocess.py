@@ -1,0 +1,147 @@
+"""CPU per chat request inside the gateway: the ASGI application driven directly, no HTTP server.
+
+    python -m bench.inprocess [instant|delay50ms|400|breaker] [--requests N] [--rounds R]
+
+The gateway runs in this process (one core), the agent stub in another (the other core); each
+round sends N chat requests, 16 at a time, through `gateway_project.asgi.application` with an
+in-memory receive/send, and reports the process's CPU time per request. Without uvicorn and wrk
+in the measurement it is steadier than `bench.run` (a few % between rounds), so it is the tool for
+an A/B of a change to the gateway's own code: run it on both builds, alternated, on one machine.
+"""
+
+import argparse
+import asyncio
+import logging
+import os
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.scenarios import CHAT_PATH, chat_body
+from bench.stack import API_KEY, LOAD_CPU, ROOT, SERVER_CPU, Stack
+
+CONCURRENCY = 16
+# scenario -> (the agent it routes to, the message, the status every answer must have)
+SCENARIOS = {
+    "instant": ("instant", None, 200),
+    "delay50ms": ("delay50ms", None, 200),
+    "400": ("instant", " ", 400),
+    "breaker": ("dead", None, 200),  # the first call fails and opens it; the rest are fallbacks
+}
+
+
+def _scope(body: bytes) -> dict[str, Any]:
+    headers = [
+        (b"host", b"127.0.0.1:8000"),
+        (b"content-type", b"application/json"),
+        (b"x-api-key", API_KEY.encode()),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": CHAT_PATH,
+        "raw_path": CHAT_PATH.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 40000),
+        "server": ("127.0.0.1", 8000),
+    }
+
+
+async def _one(app: Any, body: bytes) -> int:
+    """One request; the caller stays connected until the answer is sent, then hangs up."""
+    answered = asyncio.Event()
+    statuses: list[int] = []
+    body_sent = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal body_sent
+        if not body_sent:
+            body_sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await answered.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    await app(_scope(body), receive, send)
+    answered.set()
+    return statuses[0]
+
+
+async def _measure(application: Any, scenario: str, requests: int, rounds: int) -> list[float]:
+    startup: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    started = asyncio.Event()
+
+    async def lifespan_send(message: dict[str, Any]) -> None:
+        if message["type"] == "lifespan.startup.complete":
+            started.set()
+
+    lifespan = asyncio.create_task(application({"type": "lifespan"}, startup.get, lifespan_send))
+    await startup.put({"type": "lifespan.startup"})
+    await asyncio.wait_for(started.wait(), timeout=30)
+    modalidad, message, status = SCENARIOS[scenario]
+    body = chat_body(modalidad, **({"message": message} if message else {}))
+
+    async def caller(count: int) -> None:
+        for _ in range(count):
+            answered = await _one(application, body)
+            if answered != status:
+                raise RuntimeError(f"{scenario}: answered {answered}, expected {status}")
+
+    async def burst(total: int) -> None:
+        await asyncio.gather(*(caller(total // CONCURRENCY) for _ in range(CONCURRENCY)))
+
+    await burst(CONCURRENCY * 30)  # warm-up: connections, caches, the breaker opened
+    per_request_us = []
+    for _ in range(rounds):
+        cpu_before = time.process_time()
+        await burst(requests)
+        per_request_us.append((time.process_time() - cpu_before) / requests * 1e6)
+    await startup.put({"type": "lifespan.shutdown"})
+    await lifespan
+    return per_request_us
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("scenario", nargs="?", default="instant", choices=sorted(SCENARIOS))
+    parser.add_argument("--requests", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="gateway-inprocess-"))
+    with Stack(workdir) as stack:
+        stub = stack.start_stub()
+        for pid in (stub.proc.pid, *stub.worker_pids()):
+            os.sched_setaffinity(pid, {LOAD_CPU})
+        stack.setup_gateway_db(stub)
+        os.environ.update(stack.gateway_env())
+        os.sched_setaffinity(0, {int(SERVER_CPU)})
+        import uvloop
+
+        from gateway_project.asgi import application  # sets Django up, logging included
+
+        for handler in logging.getLogger().handlers:  # access lines to a file, not this terminal
+            if isinstance(handler, logging.StreamHandler):
+                handler.setStream((workdir / "gateway.log").open("w"))
+        rounds = uvloop.run(_measure(application, args.scenario, args.requests, args.rounds))
+    build = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    print(
+        f"{args.scenario} @ {build or '?'}: CPU µs per request, {args.rounds} rounds of "
+        f"{args.requests}: {' '.join(f'{r:.1f}' for r in rounds)}; min {min(rounds):.1f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
