@@ -109,9 +109,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # the write lock when a transaction begins, so it waits out another writer (busy_timeout);
     # a transaction that read first and then writes (deleting an agent collects its rows first)
     # would otherwise fail at once with "database is locked" when the poller wrote in between.
-    sqlite_options = DATABASES["default"].setdefault("OPTIONS", {})
-    sqlite_options.setdefault("init_command", "PRAGMA journal_mode=WAL; PRAGMA busy_timeout=5000;")
-    sqlite_options.setdefault("transaction_mode", "IMMEDIATE")
+    _sqlite_options = DATABASES["default"].setdefault("OPTIONS", {})
+    _sqlite_options.setdefault("init_command", "PRAGMA journal_mode=WAL; PRAGMA busy_timeout=5000;")
+    _sqlite_options.setdefault("transaction_mode", "IMMEDIATE")
 
 # Redis (optional): the shared cache (admin login lockout), rate-limit counters shared by every
 # worker and instance, and configuration-change notifications (agents/notify.py).
