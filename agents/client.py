@@ -7,6 +7,7 @@ The deadline over all attempts lives in agents/calls.py; httpx's own timeouts bo
 
 import asyncio
 import contextlib
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -23,6 +24,14 @@ from agents.errors import (
 )
 from agents.specs import AgentSpec
 from agents.transport import agent_http_client
+
+# The Content-Encodings AgentClient inflates itself, as zlib window bits. httpx inflates each
+# received chunk whole: 64 KB of gzip can become 64 MB before the size cap sees them.
+_INFLATE_WBITS = {
+    "gzip": zlib.MAX_WBITS | 16,
+    "x-gzip": zlib.MAX_WBITS | 16,
+    "deflate": zlib.MAX_WBITS,
+}
 
 
 class RetryableConnectionError(AgentConnectionError):
@@ -48,6 +57,8 @@ def map_httpx_errors() -> Iterator[None]:
         # Only a peer that hung up before answering is retryable; garbage it sent is not.
         error = RetryableConnectionError if "without sending" in str(exc) else AgentConnectionError
         raise error(str(exc)) from exc
+    except httpx.DecodingError as exc:  # a compressed body that does not inflate
+        raise AgentDecodeError(str(exc) or type(exc).__name__) from exc
     except httpx.HTTPError as exc:
         raise AgentConnectionError(str(exc) or type(exc).__name__) from exc
     except OSError as exc:
@@ -63,6 +74,33 @@ def parse_reply(body: bytes) -> AgentReply:
         raise AgentDecodeError("agent JSON has no string 'reply'")
     url = data.get("url")
     return AgentReply(reply=data["reply"], url=url if isinstance(url, str) and url else None)
+
+
+async def _inflate_capped(response: httpx.Response, encoding: str, limit: int) -> bytes:
+    """A gzip or deflate body, inflated at most `limit` + 1 bytes at a time: a reply that
+    inflates past the cap is refused there, never held whole. Like httpx, a deflate body may
+    come without zlib's header (raw deflate)."""
+    inflater = zlib.decompressobj(_INFLATE_WBITS[encoding])
+    body = bytearray()
+    first = True
+    async for data in response.aiter_raw():
+        while data:
+            try:
+                body += inflater.decompress(data, limit + 1 - len(body))
+            except zlib.error as exc:
+                if not (first and encoding == "deflate"):
+                    raise httpx.DecodingError(str(exc)) from exc
+                inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+                first = False
+                continue
+            first = False
+            if len(body) > limit:
+                raise AgentResponseTooLargeError(f"body inflates past {limit} bytes")
+            data = inflater.unconsumed_tail
+    body += inflater.flush()
+    if len(body) > limit:
+        raise AgentResponseTooLargeError(f"body inflates past {limit} bytes")
+    return bytes(body)
 
 
 class AgentClient:
@@ -128,8 +166,11 @@ class AgentClient:
             raise AgentResponseTooLargeError(f"content-length {declared} > {limit}")
         if response.status_code != 200:
             return b""  # the status alone decides; closing the response discards the body
+        encoding = (headers.get("content-encoding") or "").strip().lower()
+        if encoding in _INFLATE_WBITS:
+            return await _inflate_capped(response, encoding, limit)
         # Without a Content-Encoding the bytes are the body: skip httpx's decoder layer.
-        body = response.aiter_bytes() if "content-encoding" in headers else response.aiter_raw()
+        body = response.aiter_bytes() if encoding else response.aiter_raw()
         chunks: list[bytes] = []
         size = 0
         async for chunk in body:

@@ -11,6 +11,9 @@ Each request's path picks a behaviour, so one server serves every fault at once:
     /huge             200 with a 20 MB body (Content-Length announced)
     /huge_chunked     200, 20 MB chunked, no Content-Length
     /gzip             /ok, gzip-compressed (Content-Encoding: gzip)
+    /deflate          /ok, zlib-compressed (Content-Encoding: deflate)
+    /deflate_raw      /ok, raw deflate without zlib's header (Content-Encoding: deflate)
+    /gzip_corrupt     200, Content-Encoding: gzip, a body that is not gzip
     /gzip_huge        200, 20 MB of JSON-ish bytes gzip-compressed to ~20 KB
     /slow/<seconds>   wait, then /ok
     /hang             read the request, never answer
@@ -35,12 +38,26 @@ import socket
 import struct
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 HUGE_BYTES = 20 * 1024 * 1024
 _GZIP_HUGE = gzip.compress(b"x" * HUGE_BYTES)
+
+
+def _raw_deflate(data: bytes) -> bytes:
+    compressor = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    return compressor.compress(data) + compressor.flush()
+
+
+# path -> (Content-Encoding, compressor) for the compressed echoes
+COMPRESSORS: dict[str, tuple[str, Callable[[bytes], bytes]]] = {
+    "gzip": ("gzip", gzip.compress),
+    "deflate": ("deflate", zlib.compress),
+    "deflate_raw": ("deflate", _raw_deflate),
+}
 
 
 @dataclass
@@ -219,8 +236,10 @@ class FaultAgent:
             return await self._send_raw(writer, 200, b"<html>not json</html>")
         if name == "huge":
             return await self._send_raw(writer, 200, b"x" * HUGE_BYTES)
-        if name == "gzip":
-            return await self._send_echo(writer, request, gzipped=True)
+        if name in COMPRESSORS:
+            return await self._send_echo(writer, request, compress=name)
+        if name == "gzip_corrupt":
+            return await self._send_raw(writer, 200, b"not gzip at all", encoding="gzip")
         if name == "gzip_huge":
             return await self._send_raw(writer, 200, _GZIP_HUGE, encoding="gzip")
         if name == "huge_chunked":
@@ -289,16 +308,17 @@ class FaultAgent:
             self.connections_closed_by_peer += 1
 
     async def _send_echo(
-        self, writer: asyncio.StreamWriter, request: ReceivedRequest, *, gzipped: bool = False
+        self, writer: asyncio.StreamWriter, request: ReceivedRequest, *, compress: str = ""
     ) -> bool:
         try:
             message = json.loads(request.body).get("message", "")
         except (ValueError, AttributeError):
             message = ""
         reply = {"reply": f"echo: {message}", "url": None}
-        if gzipped:
-            body = gzip.compress(json.dumps(reply).encode())
-            return await self._send_raw(writer, 200, body, encoding="gzip")
+        if compress:
+            encoding, compressor = COMPRESSORS[compress]
+            body = compressor(json.dumps(reply).encode())
+            return await self._send_raw(writer, 200, body, encoding=encoding)
         return await self._send_json(writer, 200, reply)
 
     async def _send_json(self, writer: asyncio.StreamWriter, status: int, body: Any) -> bool:

@@ -7,6 +7,7 @@ import asyncio
 import gc
 import statistics
 import time
+import tracemalloc
 
 import pytest
 
@@ -139,11 +140,40 @@ class TestConnections:
         gc.collect()
         assert _disconnect_watchers() == []
 
-    async def test_a_compressed_reply_is_decoded(self, gateway, make_agent, fault_agent, transport):
-        make_agent("cita", url=fault_agent.url("/gzip"))
+    @pytest.mark.parametrize("path", ["/gzip", "/deflate", "/deflate_raw"])
+    async def test_a_compressed_reply_is_decoded(
+        self, gateway, make_agent, fault_agent, transport, path
+    ):
+        make_agent("cita", url=fault_agent.url(path))
         response, _ = await timed_post(gateway)
         assert response.status_code == 200 and "x-gateway-fallback" not in response.headers
         assert response.json()["reply"] == "echo: Quiero agendar una cita"
+
+    async def test_a_reply_that_inflates_past_the_cap_is_refused_before_it_is_inflated_whole(
+        self, gateway, make_agent, fault_agent, settings
+    ):
+        """/gzip_huge is 20 KB on the wire and 20 MB inflated; with a 1 MB cap, the gateway's
+        peak allocation while answering stays near the cap (2.2 MB measured), not the inflated
+        size (49.5 MB through httpx's own decoder)."""
+        settings.AGENT_MAX_RESPONSE_BYTES = 1024 * 1024
+        make_agent("cita", url=fault_agent.url("/gzip_huge"), retries=0)
+        tracemalloc.start()
+        try:
+            response, _ = await timed_post(gateway)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert response.headers["x-gateway-fallback"] == "too_large"
+        assert peak < 4 * 1024 * 1024, f"{peak / 2**20:.1f} MB allocated at the peak"
+
+    async def test_a_corrupt_compressed_reply_is_a_decode_fallback(
+        self, gateway, make_agent, fault_agent
+    ):
+        make_agent("cita", url=fault_agent.url("/gzip_corrupt"), retries=2)
+        response, _ = await timed_post(gateway)
+        assert response.status_code == 200
+        assert response.headers["x-gateway-fallback"] == "decode"
+        assert fault_agent.attempts("/gzip_corrupt") == 1  # a response arrived: not retried
 
     @pytest.mark.parametrize(
         "path", ["/huge", "/huge_chunked", "/gzip_huge", "/reset_mid", "/garbage"]
