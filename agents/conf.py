@@ -27,6 +27,7 @@ class GatewaySettings:
     agent_keepalive_connections: int
     chat_max_body_bytes: int
     body_read_timeout_s: float
+    header_read_timeout_s: float
     registry_poll_interval_s: float
     health_check_timeout_s: float
     log_message_preview: int
@@ -51,6 +52,7 @@ class GatewaySettings:
             agent_keepalive_connections=int(settings.AGENT_KEEPALIVE_CONNECTIONS),
             chat_max_body_bytes=int(settings.CHAT_MAX_BODY_BYTES),
             body_read_timeout_s=float(settings.BODY_READ_TIMEOUT_S),
+            header_read_timeout_s=float(settings.HEADER_READ_TIMEOUT_S),
             registry_poll_interval_s=float(settings.REGISTRY_POLL_INTERVAL_S),
             health_check_timeout_s=float(settings.HEALTH_CHECK_TIMEOUT_S),
             log_message_preview=int(settings.LOG_MESSAGE_PREVIEW),

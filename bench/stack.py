@@ -23,10 +23,12 @@ def uvicorn_command(app: str, port: int, *, workers: int = 1) -> list[str]:
     # Not --fd: uvicorn takes an fd for a UNIX socket, so TCP_NODELAY is never set and every
     # response waits for the client's delayed ACK (~40 ms).
     command = [PYTHON, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)]
-    if app.startswith("gateway_project."):  # on the allocator the container runs it on
+    http = "httptools"
+    if app.startswith("gateway_project."):  # the allocator and protocol the container runs
         command = ["sh", str(ROOT / "deploy" / "with-allocator.sh"), *command]
+        http = "gateway_project.http_protocol:HeaderTimeoutProtocol"
     command += ["--loop", "uvloop", "--backlog", "4096"]
-    command += ["--http", "httptools", "--no-access-log", "--log-level", "warning"]
+    command += ["--http", http, "--no-access-log", "--log-level", "warning"]
     if workers > 1:
         command += ["--workers", str(workers)]
     return command

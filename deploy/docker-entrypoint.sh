@@ -20,7 +20,7 @@ exec sh "$(dirname "$0")/with-allocator.sh" python -m gateway_project.serve gate
   --port "${GATEWAY_HTTP_PORT:-8000}" \
   --workers "${WEB_CONCURRENCY:-1}" \
   --loop uvloop \
-  --http httptools \
+  --http gateway_project.http_protocol:HeaderTimeoutProtocol \
   --lifespan on \
   --no-access-log \
   --proxy-headers \

@@ -196,6 +196,9 @@ AGENT_KEEPALIVE_CONNECTIONS = env.int("AGENT_KEEPALIVE_CONNECTIONS", default=32)
 CHAT_MAX_BODY_BYTES = 512 * 1024  # the contract's limit
 # A request body must arrive within this (408 otherwise): slow uploads cannot pin connections.
 BODY_READ_TIMEOUT_S = env.float("BODY_READ_TIMEOUT_S", default=10.0)
+# A request line and headers must arrive within this of a connection opening or of a request's
+# first byte, else the connection is closed (gateway_project/http_protocol.py).
+HEADER_READ_TIMEOUT_S = env.float("HEADER_READ_TIMEOUT_S", default=10.0)
 REGISTRY_POLL_INTERVAL_S = env.float("REGISTRY_POLL_INTERVAL_S", default=1.0)
 HEALTH_CHECK_TIMEOUT_S = env.float("HEALTH_CHECK_TIMEOUT_S", default=2.0)
 LOG_MESSAGE_PREVIEW = env.int("LOG_MESSAGE_PREVIEW", default=40)

@@ -20,5 +20,5 @@ Try it from another terminal:
 
 CURL
 .venv/bin/python -m gateway_project.serve gateway_project.asgi:application \
-  --host 127.0.0.1 --port "${GATEWAY_HTTP_PORT:-8000}" --loop uvloop --http httptools \
-  --timeout-graceful-shutdown 40
+  --host 127.0.0.1 --port "${GATEWAY_HTTP_PORT:-8000}" --loop uvloop \
+  --http gateway_project.http_protocol:HeaderTimeoutProtocol --timeout-graceful-shutdown 40

@@ -262,7 +262,7 @@ def _popen_uvicorn(
             "--loop",
             "uvloop",
             "--http",
-            "httptools",
+            "gateway_project.http_protocol:HeaderTimeoutProtocol",
             *extra_args,
         ],
         cwd=ROOT,

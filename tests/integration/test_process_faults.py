@@ -134,6 +134,64 @@ def test_slow_callers_do_not_stop_normal_requests(live_db, gateway_process, faul
             sock.close()
 
 
+def _read_response(sock: socket.socket) -> bytes:
+    """One whole response (headers and a Content-Length body) from a kept-alive connection."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536) or b""
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(re.search(rb"(?i)content-length: (\d+)", head).group(1))
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head + b"\r\n\r\n" + body
+
+
+def _seconds_until_closed(
+    sock: socket.socket, *, dribble: bytes = b"", limit_s: float = 5.0
+) -> float:
+    """Seconds until the server closes `sock`, sending `dribble` every 0.1 s meanwhile."""
+    started = time.monotonic()
+    sock.settimeout(0.1)
+    while time.monotonic() - started < limit_s:
+        try:
+            if dribble:
+                sock.sendall(dribble)
+            if sock.recv(4096) == b"":
+                return time.monotonic() - started
+        except TimeoutError:
+            continue
+        except OSError:  # reset, or a send after the close
+            return time.monotonic() - started
+    raise AssertionError(f"still open after {limit_s} s")
+
+
+def test_a_request_head_that_never_finishes_is_closed_after_header_read_timeout(
+    live_db, gateway_process, fault_agent
+):
+    create_agents(live_db, fault_agent, cita="/slow/0.8")  # slower than the head timeout
+    gateway = gateway_process(env={"HEADER_READ_TIMEOUT_S": "0.5"})
+    with socket.create_connection(("127.0.0.1", gateway.port)) as silent:
+        assert 0.4 < _seconds_until_closed(silent) < 2.5
+    with socket.create_connection(("127.0.0.1", gateway.port)) as dribbling:
+        dribbling.sendall(b"POST /api/agent/chat HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        assert 0.3 < _seconds_until_closed(dribbling, dribble=b"a") < 2.5
+
+    # A whole request is not cut: neither its agent call (1 s) nor, on a kept-alive connection,
+    # the idle time before the next request (uvicorn's keep-alive timeout, 5 s, governs that).
+    with socket.create_connection(("127.0.0.1", gateway.port)) as caller:
+        caller.settimeout(5)
+        for _ in range(2):
+            payload = json.dumps(chat_body()).encode()
+            caller.sendall(
+                b"POST /api/agent/chat HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (len(payload), payload)
+            )
+            answer = _read_response(caller)
+            assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+            assert b"x-gateway-fallback" not in answer.lower()
+            time.sleep(1.0)  # idle on the kept-alive connection, longer than the head timeout
+
+
 # -- leak check ----------------------------------------------------------------------------------
 
 
