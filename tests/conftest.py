@@ -108,7 +108,8 @@ async def gateway(transactional_db: Any) -> AsyncIterator[httpx.AsyncClient]:
     from gateway_project.asgi import application
     from health.views import close_probe_clients
 
-    transport = httpx.ASGITransport(app=application)
+    # GatewayFront types its scope as a dict; httpx's ASGI types ask for a MutableMapping.
+    transport = httpx.ASGITransport(app=application)  # type: ignore[arg-type]
     async with httpx.AsyncClient(transport=transport, base_url="http://gateway.test") as client:
         yield client
     # What lifespan shutdown does: stop the poller, close the clients on the loop that used them.

@@ -140,7 +140,9 @@ def _read_response(sock: socket.socket) -> bytes:
     while b"\r\n\r\n" not in data:
         data += sock.recv(65536) or b""
     head, _, body = data.partition(b"\r\n\r\n")
-    length = int(re.search(rb"(?i)content-length: (\d+)", head).group(1))
+    declared = re.search(rb"(?i)content-length: (\d+)", head)
+    assert declared is not None, head
+    length = int(declared.group(1))
     while len(body) < length:
         body += sock.recv(65536)
     return head + b"\r\n\r\n" + body
@@ -206,7 +208,9 @@ def _open_sockets(pid: int) -> int:
 
 def _rss_kb(pid: int) -> int:
     text = Path(f"/proc/{pid}/status").read_text()
-    return int(re.search(r"VmRSS:\s+(\d+) kB", text).group(1))
+    rss = re.search(r"VmRSS:\s+(\d+) kB", text)
+    assert rss is not None, text
+    return int(rss.group(1))
 
 
 MIX = ["ok", "ok", "roto", "reset", "hang", "garbage", "huge", "lento", "nadie", "bad"]

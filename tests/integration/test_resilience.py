@@ -39,7 +39,7 @@ def _disconnect_watchers() -> list[asyncio.Task]:
     return [
         task
         for task in gc.get_objects()
-        if isinstance(task, asyncio.Task) and task.get_coro().__name__ == "watch"
+        if isinstance(task, asyncio.Task) and getattr(task.get_coro(), "__name__", "") == "watch"
     ]
 
 

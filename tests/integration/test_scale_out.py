@@ -15,6 +15,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 import httpx
@@ -130,6 +131,10 @@ def chat(gateway: GatewayProcess, **headers: str) -> httpx.Response:
     return httpx.post(f"{gateway.url}{CHAT}", json=chat_body(), headers=headers, timeout=10)
 
 
+def ready_status_is(gateway: GatewayProcess, status: int) -> bool:
+    return httpx.get(f"{gateway.url}/health/ready").status_code == status
+
+
 def seconds_until(condition: Callable[[], bool], limit: float) -> float:
     """Seconds until `condition()` holds, checked every 20 ms; fails past `limit`."""
     started = time.monotonic()
@@ -238,9 +243,7 @@ def test_with_postgres_down_chat_works_ready_says_so_and_recovery_needs_no_resta
     postgres.stop()
     try:
         for gateway in (first, second):
-            assert seconds_until(
-                lambda g=gateway: httpx.get(f"{g.url}/health/ready").status_code == 503, limit=3.0
-            ) < 3.0  # fmt: skip
+            assert seconds_until(partial(ready_status_is, gateway, 503), limit=3.0) < 3.0
             ready = httpx.get(f"{gateway.url}/health/ready").json()
             assert ready == {"status": "unavailable", "database": "unreachable", "registry": "ok"}
             assert is_enabled(gateway)  # served from the agents it last loaded
@@ -248,9 +251,7 @@ def test_with_postgres_down_chat_works_ready_says_so_and_recovery_needs_no_resta
     finally:
         postgres.start()
     for gateway in (first, second):
-        assert seconds_until(
-            lambda g=gateway: httpx.get(f"{g.url}/health/ready").status_code == 200, limit=5.0
-        ) < 5.0  # fmt: skip
+        assert seconds_until(partial(ready_status_is, gateway, 200), limit=5.0) < 5.0
     admin = AdminSession(second)  # and a change after the outage still reaches both
     try:
         admin.run_action("agent", "disable_selected", [agent_id(live_db, "cita")])

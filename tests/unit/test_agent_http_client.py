@@ -1,5 +1,7 @@
 """AgentHttpClient.build_request: its short path builds the request httpx's own code builds."""
 
+from typing import Any
+
 import httpx
 import pytest
 
@@ -8,7 +10,7 @@ from agents.transport import AgentHttpClient
 CLIENT_HEADERS = {"Content-Type": "application/json", "User-Agent": "agent-gateway/test"}
 
 
-def _httpx_request(method: str, url: str, **kwargs: object) -> httpx.Request:
+def _httpx_request(method: str, url: str, **kwargs: Any) -> httpx.Request:
     return httpx.AsyncClient(headers=CLIENT_HEADERS).build_request(method, url, **kwargs)
 
 
@@ -63,7 +65,7 @@ def test_new_client_headers_reach_the_next_request():
         {"json": {"m": 1}},
     ],
 )
-def test_what_the_short_path_does_not_cover_is_built_by_httpx(kwargs: dict[str, object]):
+def test_what_the_short_path_does_not_cover_is_built_by_httpx(kwargs: dict[str, Any]):
     url = "http://127.0.0.1:9000/chat"
     ours = AgentHttpClient(headers=CLIENT_HEADERS).build_request("POST", url, **kwargs)
     assert _as_sent(ours) == _as_sent(_httpx_request("POST", url, **kwargs))
