@@ -60,7 +60,8 @@ async def chat_handle(payload: ChatIn, *, principal: Principal, ctx: RequestCont
 async def _call(runtime: AgentRuntime, payload: ChatIn, *, ctx: RequestContext) -> JsonAnswer:
     key = runtime.key
     spec = runtime.spec
-    metrics.series(metrics.inflight, key).inc()
+    inflight = metrics.series(metrics.inflight, key)
+    inflight.inc()
     try:
         reply = await agent_call(
             runtime,
@@ -85,7 +86,7 @@ async def _call(runtime: AgentRuntime, payload: ChatIn, *, ctx: RequestContext) 
         )
         return _reply(spec.fallback_reply, payload, key, None, fallback=exc.reason)
     finally:
-        metrics.series(metrics.inflight, key).dec()
+        inflight.dec()
     metrics.series(metrics.upstream_status, key, "200").inc()
     if not reply.reply.strip():
         ctx.outcome = "empty_reply"

@@ -90,6 +90,14 @@ async def test_metrics_after_ok_fallback_backpressure_and_breaker(gateway, make_
     assert 'le="30.0"' in scrape and 'le="0.1"' in scrape  # buckets for 0.1-30 s
 
 
+# The per-agent gauges agent_forget drops.
+GAUGES = (
+    "gateway_agent_concurrency_limit",
+    "gateway_inflight_requests",
+    "gateway_circuit_breaker_state",
+)
+
+
 async def test_a_deleted_agent_leaves_the_gauges_and_comes_back_when_recreated(
     gateway, make_agent, fault_agent
 ):
@@ -114,13 +122,6 @@ async def test_a_deleted_agent_leaves_the_gauges_and_comes_back_when_recreated(
     assert await eventually(lambda: routed_to(gateway, "cita", "cita"))
     assert sample("gateway_agent_concurrency_limit", agent="cita") == 9
     assert exported("gateway_inflight_requests") and exported("gateway_circuit_breaker_state")
-
-
-GAUGES = (
-    "gateway_agent_concurrency_limit",
-    "gateway_inflight_requests",
-    "gateway_circuit_breaker_state",
-)
 
 
 class TestHealth:
