@@ -1,5 +1,10 @@
 """Every row of the contract's response table, against a real agent server and the real ASGI app."""
 
+import asyncio
+import json
+import re
+import time
+
 import pytest
 
 from agents.models import DEFAULT_FALLBACK_REPLY
@@ -198,6 +203,41 @@ async def test_body_over_512kb_by_content_length_is_413(gateway, make_agent, fau
     response = await gateway.post(CHAT, content=body)
     assert response.status_code == 413
     assert response.json() == {"detail": messages.BODY_TOO_LARGE}
+
+
+async def test_a_declared_length_over_512kb_is_413_at_once_without_waiting_for_the_body(
+    gateway_process,
+):
+    """Over a raw socket to a real server, so the declared length really differs from what is
+    sent: 600,000 bytes announced, a short body sent, the rest never. The 413 is judged from the
+    header: it comes at once, not after BODY_READ_TIMEOUT_S spent waiting for the body."""
+    body_read_timeout_s = 10.0
+    gateway = gateway_process(env={"BODY_READ_TIMEOUT_S": str(body_read_timeout_s)})
+    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+    try:
+        started = time.monotonic()
+        writer.write(
+            b"POST /api/agent/chat HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 600000\r\n\r\n"
+            + json.dumps(chat_body()).encode()
+        )
+        await writer.drain()
+
+        async def read_response() -> tuple[bytes, bytes]:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = re.search(rb"(?im)^content-length: *(\d+)", head)
+            assert length is not None, head
+            return head, await reader.readexactly(int(length.group(1)))
+
+        # Waits past the body timeout, so a late answer shows what it was and when it came.
+        head, body = await asyncio.wait_for(read_response(), timeout=body_read_timeout_s + 5)
+        elapsed = time.monotonic() - started
+    finally:
+        writer.close()
+    assert head.startswith(b"HTTP/1.1 413 "), (head, body, elapsed)
+    assert json.loads(body) == {"detail": messages.BODY_TOO_LARGE}
+    assert messages.BODY_TOO_LARGE == "Body demasiado grande (máx. 512 KB)"
+    assert elapsed < 2, f"413 after {elapsed:.1f} s"
 
 
 async def test_streamed_body_over_512kb_is_413_before_reading_it_all(gateway):

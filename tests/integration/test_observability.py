@@ -6,16 +6,18 @@ import time
 
 import httpx
 import pytest
-from prometheus_client import REGISTRY
 
 from tests.conftest import chat_body, in_thread
 from tests.fault_agent import refused_url
+from tests.metrics import sample, sample_or_absent
 
 CHAT = "/api/agent/chat"
 
 
-def sample(name: str, **labels: str) -> float:
-    return REGISTRY.get_sample_value(name, labels) or 0.0
+async def scrape(gateway: httpx.AsyncClient) -> str:
+    response = await gateway.get("/metrics")
+    assert response.status_code == 200
+    return response.text
 
 
 class Counters:
@@ -35,15 +37,17 @@ class Counters:
         ("gateway_agent_error_total", {"agent": "lento", "error_type": "backpressure"}),
     ]
 
-    def __init__(self) -> None:
-        self.before = self.read()
+    def __init__(self, before: str) -> None:
+        # A labelled series is exported from its first increment on: absent before means 0.
+        self.before = {
+            f"{name}{sorted(labels.items())}": sample_or_absent(before, name, **labels) or 0.0
+            for name, labels in self.NAMES
+        }
 
-    def read(self) -> dict[str, float]:
-        return {f"{name}{sorted(labels.items())}": sample(name, **labels)
-                for name, labels in self.NAMES}  # fmt: skip
-
-    def deltas(self) -> dict[str, float]:
-        after = self.read()
+    def deltas(self, after_scrape: str) -> dict[str, float]:
+        # Afterwards every series must be exported: a missing one fails, naming it.
+        after = {f"{name}{sorted(labels.items())}": sample(after_scrape, name, **labels)
+                 for name, labels in self.NAMES}  # fmt: skip
         return {k: after[k] - self.before[k] for k in after if after[k] != self.before[k]}
 
 
@@ -51,7 +55,7 @@ async def test_metrics_after_ok_fallback_backpressure_and_breaker(gateway, make_
     make_agent("cita", url=fault_agent.url("/ok"))
     make_agent("roto", url=fault_agent.url("/status/500"), breaker_fail_max=2, retries=0)
     make_agent("lento", url=fault_agent.url("/slow/0.5"), max_concurrency=1)
-    counters = Counters()
+    counters = Counters(await scrape(gateway))
 
     assert (await gateway.post(CHAT, json=chat_body())).status_code == 200
     for _ in range(3):  # two failures open the breaker; the third is refused by it
@@ -66,7 +70,8 @@ async def test_metrics_after_ok_fallback_backpressure_and_breaker(gateway, make_
     def key(name: str, **labels: str) -> str:
         return f"{name}{sorted(labels.items())}"
 
-    assert counters.deltas() == {
+    text = await scrape(gateway)
+    assert counters.deltas(text) == {
         key("gateway_requests_total", agent="cita", status="200"): 1,
         key("gateway_requests_total", agent="roto", status="200"): 3,
         key("gateway_requests_total", agent="lento", status="200"): 1,
@@ -79,18 +84,15 @@ async def test_metrics_after_ok_fallback_backpressure_and_breaker(gateway, make_
         key("gateway_agent_error_total", agent="roto", error_type="circuit_open"): 1,
         key("gateway_agent_error_total", agent="lento", error_type="backpressure"): 1,
     }
-    assert sample("gateway_circuit_breaker_state", agent="roto") == 1
-    assert sample("gateway_circuit_breaker_state", agent="cita") == 0
+    assert sample(text, "gateway_circuit_breaker_state", agent="roto") == 1
+    assert sample(text, "gateway_circuit_breaker_state", agent="cita") == 0
     for agent in ("cita", "roto", "lento"):
-        assert sample("gateway_inflight_requests", agent=agent) == 0
-
-    scrape = (await gateway.get("/metrics")).text
-    assert 'gateway_requests_total{agent="_unrouted",status="400"}' in scrape
-    assert "nadie" not in scrape  # never the raw modalidad
-    assert 'le="30.0"' in scrape and 'le="0.1"' in scrape  # buckets for 0.1-30 s
+        assert sample(text, "gateway_inflight_requests", agent=agent) == 0
+    assert "nadie" not in text  # never the raw modalidad
+    assert 'le="30.0"' in text and 'le="0.1"' in text  # buckets for 0.1-30 s
 
 
-# The per-agent gauges agent_forget drops.
+# The live gauges, read from the registry at scrape time (gateway_project/metrics.py).
 GAUGES = (
     "gateway_agent_concurrency_limit",
     "gateway_inflight_requests",
@@ -106,22 +108,22 @@ async def test_a_deleted_agent_leaves_the_gauges_and_comes_back_when_recreated(
 
     make_agent("cita", url=fault_agent.url("/ok"), max_concurrency=7)
     assert (await gateway.post(CHAT, json=chat_body())).status_code == 200
-    assert sample("gateway_agent_concurrency_limit", agent="cita") == 7
-
-    def exported(name: str) -> bool:
-        return REGISTRY.get_sample_value(name, {"agent": "cita"}) is not None
+    assert sample(await scrape(gateway), "gateway_agent_concurrency_limit", agent="cita") == 7
 
     in_thread(lambda: Agent.objects.filter(key="cita").delete())
 
     async def gone() -> bool:
-        return not any(exported(name) for name in GAUGES)
+        text = await scrape(gateway)
+        return all(sample_or_absent(text, name, agent="cita") is None for name in GAUGES)
 
     assert await eventually(gone)
 
     make_agent("cita", url=fault_agent.url("/ok"), max_concurrency=9)
     assert await eventually(lambda: routed_to(gateway, "cita", "cita"))
-    assert sample("gateway_agent_concurrency_limit", agent="cita") == 9
-    assert exported("gateway_inflight_requests") and exported("gateway_circuit_breaker_state")
+    text = await scrape(gateway)
+    assert sample(text, "gateway_agent_concurrency_limit", agent="cita") == 9
+    assert sample(text, "gateway_inflight_requests", agent="cita") == 0
+    assert sample(text, "gateway_circuit_breaker_state", agent="cita") == 0
 
 
 class TestHealth:
@@ -155,7 +157,10 @@ class TestHealth:
     async def test_checks_share_one_client(self, gateway, make_agent, fault_agent):
         for key in ("a", "b"):
             make_agent(key, url=fault_agent.url("/ok"))
+        from health.cache import health_cache
+
         for _ in range(3):
+            health_cache.clear()  # a probe round each time (the 1 s cache is test_health_cache's)
             assert (await gateway.get("/health")).status_code == 200
         assert fault_agent.attempts("/health") == 6
         # Kept-alive connections of one shared client: at most one per agent checked at once.
