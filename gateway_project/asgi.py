@@ -11,12 +11,18 @@ registry is loaded before the first request, and on shutdown (after the server h
 in-flight requests) the agent clients are closed.
 """
 
+import logging
 import os
 
 import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gateway_project.settings")
 django.setup(set_prefix=False)
+# Python warnings (e.g. whitenoise's "No directory at: ..." while the middleware is built below,
+# when collectstatic never ran) go through logging, so the "py.warnings" logger writes them as
+# JSON lines like every other line on stdout, instead of plain text on stderr. Here rather than in
+# settings, so pytest's own handling of warnings (filterwarnings = error) is left alone.
+logging.captureWarnings(True)
 
 from gateway_project.front import GatewayFront  # noqa: E402
 

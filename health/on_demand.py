@@ -1,10 +1,17 @@
 """Checks run on demand from sync code (the admin's actions, management commands): the same
 probes as GET /health, run in parallel on a private event loop, with results recorded as each
-agent's last health check."""
+agent's last health check.
+
+They read what they need from the database first, give the thread's database connection back
+before waiting on agents (seconds, for a hanging one) and take one again to write the results:
+a few admins checking slow agents at once must not hold a worker's small connection pool
+(DB_POOL_MAX_SIZE) and starve the registry poller and readiness.
+"""
 
 import asyncio
 import uuid
 
+from django.db import connection
 from django.utils import timezone
 
 from agents.conf import gateway_settings
@@ -18,6 +25,13 @@ def _specs(agents: list[Agent]) -> list[AgentSpec]:
     return [AgentSpec.from_agent(a, [r.name for r in a.routing_names.all()]) for a in agents]
 
 
+def release_db_connection() -> None:
+    """Give this thread's connection back (to the pool, or closed when persistent) until its
+    next query opens one. Not inside a transaction, which closing would break."""
+    if not connection.in_atomic_block:
+        connection.close()
+
+
 def agents_check_health(
     agents: list[Agent], *, timeout_s: float | None = None
 ) -> list[AgentHealth]:
@@ -28,6 +42,7 @@ def agents_check_health(
     specs = _specs(agents)
     timeout = timeout_s or gateway_settings.health_check_timeout_s
     open_anywhere = dict.fromkeys(fleet_open_breakers(), "open")
+    release_db_connection()
 
     async def run() -> dict[str, AgentHealth]:
         async with new_probe_client() as client:
@@ -48,6 +63,7 @@ def agents_send_test_message(agents: list[Agent]) -> list[ChatProbe]:
     """One sample message to each agent at once, through the real client and contract."""
     specs = _specs(agents)
     request_id = f"admin-test-{uuid.uuid4().hex[:12]}"
+    release_db_connection()
 
     async def run() -> list[ChatProbe]:
         return list(await asyncio.gather(*(probe_chat(s, request_id=request_id) for s in specs)))

@@ -124,3 +124,15 @@ async def test_k8s_probes_answer_with_a_pod_ip_host_header(gateway, make_agent):
     for path in probes.values():
         response = await gateway.get(path, headers={"Host": "10.42.0.17:8000"})
         assert response.status_code == 200, (path, response.text)
+
+
+def test_k8s_trusts_forwarded_headers_only_from_listed_networks():
+    """`FORWARDED_ALLOW_IPS="*"` would let any pod that reaches the gateway choose the client IP
+    (per-IP rate limits, logs): only addresses or CIDR networks, each one valid."""
+    import ipaddress
+
+    allowed = k8s("ConfigMap")["data"]["FORWARDED_ALLOW_IPS"]
+    entries = [entry.strip() for entry in allowed.split(",")]
+    assert "*" not in allowed and all(entries), allowed
+    for entry in entries:
+        ipaddress.ip_network(entry)  # an address or a network, never a wildcard or a name

@@ -6,6 +6,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 
+from agents.drain import drain_problems
 from agents.models import Agent
 from health.on_demand import agents_check_health, agents_send_test_message
 from health.probes import OK
@@ -18,7 +19,8 @@ class Command(BaseCommand):
     help = (
         "Check every agent (or --agent KEY) in parallel with the probes GET /health uses. "
         "Exit 0 when every enabled agent is healthy, 1 when one is not, 2 on a configuration "
-        "problem (unknown agent, no agents, database unreachable)."
+        "problem (unknown agent, no agents, database unreachable, or, when every agent is "
+        "healthy, an agent whose timeout_s + 10 s exceeds GATEWAY_DRAIN_S)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -48,12 +50,20 @@ class Command(BaseCommand):
             chats = {p.key: p for p in agents_send_test_message([a for a in agents if a.enabled])}
         rows = [self._row(a, health[a.key], chats.get(a.key)) for a in agents]
         healthy = all(row["healthy"] for row in rows)
+        problems = drain_problems(agents)
         if options["json"]:
-            self.stdout.write(json.dumps({"healthy": healthy, "agents": rows}, ensure_ascii=False))
+            report = {"healthy": healthy, "agents": rows, "problems": problems}
+            self.stdout.write(json.dumps(report, ensure_ascii=False))
         else:
             self._print_table(rows, with_chat=options["chat"])
+        for problem in problems:
+            self.stderr.write(f"problem: {problem}")
+        # An unhealthy agent is the more urgent news (1); a configuration problem found while
+        # every agent answers is a 2, like the ones found before checking.
         if not healthy:
             sys.exit(EXIT_UNHEALTHY)
+        if problems:
+            sys.exit(EXIT_CONFIG)
 
     def _agents(self, keys: list[str] | None) -> list[Agent]:
         try:
