@@ -90,6 +90,7 @@ class AgentAdmin(admin.ModelAdmin):
                     "max_concurrency",
                     "max_connections",
                     "retries",
+                    "retry_on",
                     "breaker_fail_max",
                     "breaker_reset_s",
                 ]

@@ -35,7 +35,14 @@ _INFLATE_WBITS = {
 
 
 class RetryableConnectionError(AgentConnectionError):
-    """Refused or reset before any response byte: safe to try again."""
+    """Refused, or reset or closed before any response byte: the agent sent nothing back, but
+    it may have received the request (retried under `retry_on=connect_or_reset`)."""
+
+
+class NotSentConnectionError(RetryableConnectionError):
+    """The request cannot have reached the agent: the connection was refused or never made, or
+    a kept-alive connection was found closed before the request was written (retried under
+    either `retry_on`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +58,12 @@ def map_httpx_errors() -> Iterator[None]:
         yield
     except httpx.TimeoutException as exc:
         raise AgentTimeoutError(str(exc) or type(exc).__name__) from exc
-    except (httpx.ConnectError, httpx.ReadError, httpx.WriteError) as exc:
+    except (httpx.ConnectError, httpx.WriteError) as exc:
+        # ConnectTimeout is a TimeoutException (above): never retried. A WriteError is a request
+        # not written whole (aiohttp: "Cannot write to closing transport", a kept-alive
+        # connection closed under it; httpcore reads on after a failed write instead).
+        raise NotSentConnectionError(str(exc) or type(exc).__name__) from exc
+    except httpx.ReadError as exc:
         raise RetryableConnectionError(str(exc) or type(exc).__name__) from exc
     except httpx.RemoteProtocolError as exc:
         # Only a peer that hung up before answering is retryable; garbage it sent is not.
@@ -131,32 +143,35 @@ class AgentClient:
             follow_redirects=False,
             trust_env=False,
         )
-        self.active = 0
+        self.leases = 0
         self._retiring = False
         self._closing: asyncio.Task[None] | None = None
 
-    async def post_json(self, body: bytes, *, request_id: str) -> AgentReply:
-        self.active += 1
+    def lease(self) -> "ClientLease":
+        """Hold the client open for one whole call, retries and backoff included."""
+        return ClientLease(self)
+
+    async def post_json(self, body: bytes, *, request_id: str, attempt: int = 1) -> AgentReply:
+        """One attempt. Callers hold a lease around every attempt of a call (agents/calls.py)."""
+        headers = {
+            "X-Request-ID": request_id,
+            "Idempotency-Key": request_id,  # the same on every attempt of one chat request
+            "X-Gateway-Attempt": str(attempt),
+        }
+        with map_httpx_errors():
+            request = self._http.build_request("POST", self.url, content=body, headers=headers)
+            response = await self._http.send(request, stream=True)
+        # From here a response byte has arrived: nothing below is retryable.
         try:
-            headers = {"X-Request-ID": request_id}
             with map_httpx_errors():
-                request = self._http.build_request("POST", self.url, content=body, headers=headers)
-                response = await self._http.send(request, stream=True)
-            # From here a response byte has arrived: nothing below is retryable.
-            try:
-                with map_httpx_errors():
-                    payload = await self._read_capped(response)
-            except RetryableConnectionError as exc:
-                raise AgentConnectionError(str(exc)) from exc
-            finally:
-                await response.aclose()
-            if response.status_code != 200:
-                raise AgentBadStatusError(response.status_code)
-            return parse_reply(payload)
+                payload = await self._read_capped(response)
+        except RetryableConnectionError as exc:
+            raise AgentConnectionError(str(exc)) from exc
         finally:
-            self.active -= 1
-            if self._retiring and self.active == 0:
-                self._close_soon()
+            await response.aclose()
+        if response.status_code != 200:
+            raise AgentBadStatusError(response.status_code)
+        return parse_reply(payload)
 
     async def _read_capped(self, response: httpx.Response) -> bytes:
         limit = self.max_response_bytes
@@ -181,9 +196,14 @@ class AgentClient:
         return b"".join(chunks)
 
     def retire(self) -> None:
-        """Close once the in-flight requests on this client have finished (call on the loop)."""
+        """Close once the last lease on this client has ended (call on the loop)."""
         self._retiring = True
-        if self.active == 0:
+        if self.leases == 0:
+            self._close_soon()
+
+    def _lease_ended(self) -> None:
+        self.leases -= 1
+        if self._retiring and self.leases == 0:
             self._close_soon()
 
     async def aclose(self) -> None:
@@ -196,3 +216,19 @@ class AgentClient:
     @property
     def closed(self) -> bool:
         return self._http.is_closed
+
+
+class ClientLease:
+    """`with client.lease():` keeps a retired client open until the block ends."""
+
+    __slots__ = ("_client",)
+
+    def __init__(self, client: AgentClient) -> None:
+        self._client = client
+
+    def __enter__(self) -> AgentClient:
+        self._client.leases += 1
+        return self._client
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._client._lease_ended()

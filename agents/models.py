@@ -69,6 +69,14 @@ class PayloadFormat(models.TextChoices):
     FLAT = "flat", "flat (newer agents)"
 
 
+class RetryOn(models.TextChoices):
+    CONNECT_OR_RESET = "connect_or_reset", "connect_or_reset (refused, or reset before any reply)"
+    CONNECT = "connect", "connect (only if the agent cannot have received the request)"
+
+
+DEFAULT_CONNECT_TIMEOUT_S = 5.0
+
+
 class Agent(models.Model):
     key = models.SlugField(
         max_length=64,
@@ -104,9 +112,11 @@ class Agent(models.Model):
     )
     connect_timeout_s = models.FloatField(
         "connect timeout (s)",
-        default=5.0,
+        default=DEFAULT_CONNECT_TIMEOUT_S,
         validators=_bounds(0.1, 60, "s"),
-        help_text="How long to wait for a TCP/TLS connection before giving up on this attempt.",
+        help_text="How long to wait for a TCP/TLS connection before giving up on this attempt; "
+        "never more than the timeout. Left unchanged while the timeout is lowered below it, it "
+        "is lowered to the timeout; set above the timeout, it is an error.",
     )
     max_concurrency = models.PositiveIntegerField(
         default=25,
@@ -136,8 +146,19 @@ class Agent(models.Model):
     retries = models.PositiveSmallIntegerField(
         default=1,
         validators=_bounds(0, 3),
-        help_text="Extra attempts, only when the connection was refused or reset before any "
-        "response; always inside the timeout.",
+        help_text="Extra attempts, only on the connection failures 'retry on' names; always "
+        "inside the timeout.",
+    )
+    retry_on = models.CharField(
+        "retry on",
+        max_length=16,
+        choices=RetryOn.choices,
+        default=RetryOn.CONNECT_OR_RESET,
+        help_text="connect_or_reset: retry when the connection was refused, or reset or closed "
+        "before any response byte (the agent may have received the request). connect, for "
+        "agents with side effects: retry only when the request cannot have reached the agent "
+        "(refused, connect error, or a kept-alive connection found closed before the request "
+        "was written). Every attempt carries Idempotency-Key and X-Gateway-Attempt.",
     )
     fallback_reply = models.TextField(
         blank=True,
@@ -168,11 +189,37 @@ class Agent(models.Model):
     def __str__(self) -> str:
         return f"{self.key} ({self.name})"
 
+    # The connect timeout this instance was loaded with (the default for a new agent): one
+    # still at that value is not "set" by the edit being validated (see clean_fields).
+    _stored_connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S
+
+    @classmethod
+    def from_db(cls, db: Any, field_names: Any, values: Any) -> "Agent":
+        agent = super().from_db(db, field_names, values)
+        agent._stored_connect_timeout_s = agent.__dict__.get(
+            "connect_timeout_s", DEFAULT_CONNECT_TIMEOUT_S
+        )
+        return agent
+
+    @property
+    def effective_connect_timeout_s(self) -> float:
+        """What a call uses: the connect timeout, at most the timeout."""
+        return min(float(self.connect_timeout_s), float(self.timeout_s))
+
     def clean_fields(self, exclude: Any = None) -> None:
         super().clean_fields(exclude=exclude)
         # Here rather than in clean(): a form without the field (the list's editable "enabled")
         # must get a form-wide error, not a ValueError for a field it does not have.
         if self.connect_timeout_s and self.timeout_s and self.connect_timeout_s > self.timeout_s:
+            excluded = set(exclude or ())
+            if (
+                not {"connect_timeout_s", "timeout_s"} & excluded
+                and self.connect_timeout_s == self._stored_connect_timeout_s
+            ):
+                # An edit that lowers the timeout below a connect timeout it leaves alone (a new
+                # agent's default 5 s included) caps the connect timeout: contract §5.
+                self.connect_timeout_s = self.timeout_s
+                return
             message = "Must not exceed the timeout; lower it or raise the timeout."
             if exclude and "connect_timeout_s" in exclude:
                 raise ValidationError(f"Connect timeout (s): {message}")

@@ -23,6 +23,7 @@ class AgentSpec:
     fallback_reply: str
     is_fallback_route: bool
     routing_names: tuple[str, ...]
+    retry_on: str = "connect_or_reset"  # agents.models.RetryOn
 
     @classmethod
     def from_agent(cls, agent: Agent, routing_names: list[str]) -> "AgentSpec":
@@ -34,7 +35,7 @@ class AgentSpec:
             enabled=agent.enabled,
             payload_format=agent.payload_format,
             timeout_s=float(agent.timeout_s),
-            connect_timeout_s=float(agent.connect_timeout_s),
+            connect_timeout_s=agent.effective_connect_timeout_s,
             max_concurrency=int(agent.max_concurrency),
             max_connections=int(agent.max_connections),
             breaker_fail_max=int(agent.breaker_fail_max),
@@ -43,6 +44,7 @@ class AgentSpec:
             fallback_reply=agent.fallback_reply or DEFAULT_FALLBACK_REPLY,
             is_fallback_route=agent.is_fallback_route,
             routing_names=tuple(sorted(routing_names)),
+            retry_on=agent.retry_on,
         )
 
     def transport_config(self) -> tuple[object, ...]:

@@ -33,6 +33,7 @@ EXPORTED_FIELDS = (
     "breaker_fail_max",
     "breaker_reset_s",
     "retries",
+    "retry_on",
     "fallback_reply",
     "is_fallback_route",
 )
@@ -70,12 +71,20 @@ class ImportReport:
         return lines
 
 
+def _exported(agent: Agent, name: str) -> Any:
+    """A field as exported: the connect timeout is the effective one (at most the timeout), so
+    an export always re-imports."""
+    if name == "connect_timeout_s":
+        return agent.effective_connect_timeout_s
+    return getattr(agent, name)
+
+
 def agents_export() -> list[dict[str, Any]]:
     """Every agent as a JSON-ready object, ordered by key."""
     agents = Agent.objects.prefetch_related("routing_names").order_by("key")
     return [
         {
-            **{name: getattr(agent, name) for name in EXPORTED_FIELDS},
+            **{name: _exported(agent, name) for name in EXPORTED_FIELDS},
             ROUTING_NAMES_FIELD: sorted(r.name for r in agent.routing_names.all()),
         }
         for agent in agents
@@ -165,16 +174,19 @@ def _plan(rows: Any) -> tuple[_Plan, list[str]]:
             errors.append(f"{where}: {names_error}")
             continue
         agent = existing.get(key) or Agent(key=key)
-        before = {name: getattr(agent, name) for name in EXPORTED_FIELDS}
+        before = {name: _exported(agent, name) for name in EXPORTED_FIELDS}
         for name in EXPORTED_FIELDS:
             if name in row:
                 setattr(agent, name, row[name])
         try:
+            # A connect timeout the row leaves alone is capped at the row's timeout (contract
+            # §5); one the row sets must not exceed it.
             agent.full_clean(validate_unique=False, validate_constraints=False)
+            _check_explicit_connect_timeout(agent, row)
         except ValidationError as exc:
             errors.extend(_validation_lines(where, exc))
             continue
-        changed = [name for name in EXPORTED_FIELDS if getattr(agent, name) != before[name]]
+        changed = [name for name in EXPORTED_FIELDS if _exported(agent, name) != before[name]]
         if (
             agent.pk is not None
             and routing_names is not None
@@ -185,6 +197,18 @@ def _plan(rows: Any) -> tuple[_Plan, list[str]]:
     if not errors:
         errors.extend(_whole_state_errors(plan, existing))
     return plan, errors
+
+
+def _check_explicit_connect_timeout(agent: Agent, row: dict[str, Any]) -> None:
+    """Agent.clean_fields caps a connect timeout equal to the stored one; a row that names it
+    explicitly asks for that value, so capping it would be wrong."""
+    if "connect_timeout_s" not in row:
+        return
+    field = Agent._meta.get_field("connect_timeout_s")
+    if field.to_python(row["connect_timeout_s"]) > agent.timeout_s:
+        raise ValidationError(
+            {"connect_timeout_s": "Must not exceed the timeout; lower it or raise the timeout."}
+        )
 
 
 def _routing_names(row: dict[str, Any]) -> tuple[list[str] | None, str | None]:

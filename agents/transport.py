@@ -6,7 +6,8 @@ httpcore's pool bookkeeping, which scans every connection on each request; the s
 aiohttp's pool costs ~0.15 ms. AgentClient keeps `httpx.AsyncClient` as its API and its error
 mapping: this module turns aiohttp's errors into the httpx errors httpcore would have raised
 (refused -> ConnectError, reset -> ReadError, peer gone before answering -> RemoteProtocolError
-"...without sending...", garbage -> RemoteProtocolError, timeouts -> ConnectTimeout/ReadTimeout).
+"...without sending...", garbage -> RemoteProtocolError, timeouts -> ConnectTimeout/ReadTimeout,
+a request that found its kept-alive connection already closing -> WriteError).
 The `httpx-aiohttp` package was measured too; it is not used because its error map turns a
 refused connection into ConnectTimeout (so it would be reported as a timeout and never retried).
 
@@ -53,6 +54,8 @@ def map_aiohttp_errors(*, before_response: bool) -> Iterator[None]:
     except aiohttp.ClientConnectionResetError as exc:
         raise httpx.WriteError(str(exc) or "connection reset") from exc
     except (aiohttp.ClientOSError, aiohttp.ClientConnectionError) as exc:
+        if _unwritable(exc):
+            raise httpx.WriteError(str(exc)) from exc
         raise httpx.ReadError(str(exc) or type(exc).__name__) from exc
     except (aiohttp.ClientPayloadError, aiohttp.ClientResponseError) as exc:
         raise httpx.RemoteProtocolError(str(exc) or type(exc).__name__) from exc
@@ -60,6 +63,17 @@ def map_aiohttp_errors(*, before_response: bool) -> Iterator[None]:
         raise httpx.UnsupportedProtocol(str(exc)) from exc
     except aiohttp.ClientError as exc:
         raise httpx.TransportError(str(exc) or type(exc).__name__) from exc
+
+
+def _unwritable(exc: BaseException) -> bool:
+    """aiohttp's "Can not write request body" over "Cannot write to closing transport": the
+    connection (a kept-alive one the agent closed while it sat in the pool) was already closing
+    when the request's first bytes were to be written, so the agent got no request (aiohttp
+    writes the headers together with the body's first bytes)."""
+    cause = exc.__cause__
+    return isinstance(cause, aiohttp.ClientConnectionResetError) and "closing transport" in str(
+        cause
+    )
 
 
 class _ResponseStream(httpx.AsyncByteStream):

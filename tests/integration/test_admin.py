@@ -33,6 +33,7 @@ def agent_form(agent: Agent, **overrides: Any) -> dict[str, Any]:
         "max_concurrency": agent.max_concurrency,
         "max_connections": agent.max_connections,
         "retries": agent.retries,
+        "retry_on": agent.retry_on,
         "breaker_fail_max": agent.breaker_fail_max,
         "breaker_reset_s": agent.breaker_reset_s,
         "fallback_reply": agent.fallback_reply,

@@ -185,3 +185,74 @@ def test_from_env_rejects_a_bad_boolean_and_an_empty_environment(settings: Any) 
     settings.GO_GATEWAY_AGENT_ENV = {}
     with pytest.raises(CommandError, match="no AGENT_<KEY>_URL"):
         run("import_agents", "--from-env")
+
+
+# -- the connect timeout rule (contract §5 "Importing agents") and retry_on ---------------------
+
+
+def effective_connect_timeout(key: str) -> float:
+    from agents.specs import AgentSpec
+
+    return AgentSpec.from_agent(Agent.objects.get(key=key), []).connect_timeout_s
+
+
+def test_a_timeout_below_the_default_connect_timeout_imports_and_caps_it(tmp_path: Path) -> None:
+    assert Agent.objects.get(key="cita").connect_timeout_s == 5  # stored, above 2 s
+    output = import_rows(
+        tmp_path,
+        [
+            {"key": "rapido", "name": "Rápido", "url": "http://10.0.0.7/chat", "timeout_s": 2},
+            {"key": "cita", "timeout_s": 2},
+        ],
+    )
+    assert output.splitlines() == [
+        "created rapido",
+        "changed cita: timeout_s, connect_timeout_s",
+        "1 created, 1 changed, 0 unchanged",
+    ]
+    for key in ("rapido", "cita"):
+        assert Agent.objects.get(key=key).connect_timeout_s == 2
+        assert effective_connect_timeout(key) == 2
+    # Raising the timeout again leaves the capped connect timeout where the cap put it.
+    import_rows(tmp_path, [{"key": "cita", "timeout_s": 10}])
+    assert Agent.objects.get(key="cita").connect_timeout_s == 2
+
+
+@pytest.mark.parametrize("connect_timeout_s", [3, 5])  # 5: the value already stored
+def test_an_explicit_connect_timeout_above_the_timeout_is_an_error(
+    tmp_path: Path, connect_timeout_s: float
+) -> None:
+    before = snapshot()
+    errors = rejected(
+        tmp_path, [{"key": "cita", "timeout_s": 2, "connect_timeout_s": connect_timeout_s}]
+    )
+    assert "row 1 (cita): connect_timeout_s: Must not exceed the timeout" in errors
+    assert snapshot() == before
+    # Equal to the timeout is fine.
+    import_rows(tmp_path, [{"key": "cita", "timeout_s": 2, "connect_timeout_s": 2}])
+    assert effective_connect_timeout("cita") == 2
+
+
+def test_export_writes_the_effective_connect_timeout_and_always_reimports(tmp_path: Path) -> None:
+    # A row saved without validation (ORM, an older version) may hold a connect timeout above
+    # its timeout: the call uses the timeout, and so does the export.
+    Agent.objects.filter(key="venta").update(timeout_s=1, connect_timeout_s=5)
+    assert effective_connect_timeout("venta") == 1
+    import_rows(tmp_path, [{"key": "cita", "timeout_s": 2}])
+    exported = snapshot()
+    rows = {row["key"]: row for row in json.loads(exported)}
+    assert (rows["venta"]["timeout_s"], rows["venta"]["connect_timeout_s"]) == (1, 1)
+    assert (rows["cita"]["timeout_s"], rows["cita"]["connect_timeout_s"]) == (2, 2)
+    output = import_rows(tmp_path, json.loads(exported))
+    assert output.splitlines()[-1] == "0 created, 0 changed, 4 unchanged"
+    assert snapshot() == exported
+
+
+def test_retry_on_is_exported_and_imported(tmp_path: Path) -> None:
+    assert {row["retry_on"] for row in json.loads(snapshot())} == {"connect_or_reset"}
+    output = import_rows(tmp_path, [{"key": "cita", "retry_on": "connect"}])
+    assert output.splitlines()[0] == "changed cita: retry_on"
+    assert Agent.objects.get(key="cita").retry_on == "connect"
+    assert json.loads(snapshot())[0]["retry_on"] == "connect"
+    errors = rejected(tmp_path, [{"key": "cita", "retry_on": "always"}])
+    assert "row 1 (cita): retry_on: Value 'always' is not a valid choice" in errors
