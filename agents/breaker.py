@@ -44,9 +44,11 @@ class Permit:
 class _StateListener(pybreaker.CircuitBreakerListener):
     def __init__(self, key: str, hook: StateChangeHook) -> None:
         self._key, self._hook = key, hook
+        self.muted = False
 
     def state_change(self, cb, old_state, new_state) -> None:  # type: ignore[no-untyped-def]
-        self._hook(self._key, old_state.name if old_state else CLOSED, new_state.name)
+        if not self.muted:
+            self._hook(self._key, old_state.name if old_state else CLOSED, new_state.name)
 
 
 class AsyncBreaker:
@@ -60,12 +62,13 @@ class AsyncBreaker:
         probe_limit: int = 3,
     ) -> None:
         self._storage = pybreaker.CircuitMemoryStorage(CLOSED)
+        self._listener = _StateListener(key, on_state_change)
         self._cb = pybreaker.CircuitBreaker(
             fail_max=fail_max,
             reset_timeout=reset_s,
             name=key,
             state_storage=self._storage,
-            listeners=[_StateListener(key, on_state_change)],
+            listeners=[self._listener],
         )
         self.probe_limit = probe_limit
         self._probes = 0
@@ -118,6 +121,10 @@ class AsyncBreaker:
 
     def reset(self) -> None:
         self._cb.close()
+
+    def retire(self) -> None:
+        """Replaced by a new breaker: calls still settling here change nothing anyone sees."""
+        self._listener.muted = True
 
     def _settle(self, permit: Permit) -> bool:
         if permit.settled:

@@ -21,7 +21,9 @@ class GatewaySettings:
     version: str
     api_keys: tuple[str, ...]
     api_key_digests: tuple[str, ...]  # of api_keys, computed once (agents.keys.key_digest)
+    auth_mode: str  # auto, on, off
     agent_timeout_s: float
+    drain_s: float  # GATEWAY_DRAIN_S: uvicorn's graceful-shutdown budget (agents/drain.py)
     agent_max_response_bytes: int
     agent_http_transport: str
     agent_keepalive_connections: int
@@ -46,7 +48,9 @@ class GatewaySettings:
             version=gateway_project.__version__,
             api_keys=tuple(settings.GATEWAY_API_KEYS),
             api_key_digests=tuple(key_digest(key) for key in settings.GATEWAY_API_KEYS),
+            auth_mode=str(settings.GATEWAY_AUTH),
             agent_timeout_s=float(settings.AGENT_TIMEOUT),
+            drain_s=float(settings.GATEWAY_DRAIN_S),
             agent_max_response_bytes=int(settings.AGENT_MAX_RESPONSE_BYTES),
             agent_http_transport=str(settings.AGENT_HTTP_TRANSPORT),
             agent_keepalive_connections=int(settings.AGENT_KEEPALIVE_CONNECTIONS),

@@ -10,7 +10,7 @@ import hashlib
 import secrets
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -41,20 +41,43 @@ class KeyStore:
     def __init__(self) -> None:
         self.version = -1
         self._by_digest: Mapping[str, KeyEntry] = MappingProxyType({})
+        self._ever_configured = False
         self._used: dict[int, float] = {}
         self._written: dict[int, float] = {}
         self._used_lock = threading.Lock()
+        # Called after each apply that changed the keys (gateway_project.auth logs auth changes).
+        self.on_change: list[Callable[[], None]] = []
+
+    @property
+    def loaded(self) -> bool:
+        return self.version >= 0
 
     @property
     def configured(self) -> bool:
-        """Any key row exists (enabled or not): auth stays on when the last key is revoked."""
-        return bool(self._by_digest)
+        """A key row exists or ever existed: auth (GATEWAY_AUTH=auto) stays on when the last
+        key is revoked or deleted, across restarts."""
+        return self._ever_configured
 
-    def apply(self, version: int, entries: Iterable[tuple[str, KeyEntry]]) -> None:
+    def apply(
+        self,
+        version: int,
+        entries: Iterable[tuple[str, KeyEntry]],
+        *,
+        ever_configured: bool = False,
+    ) -> None:
+        """Install the keys read at `version`; `ever_configured`: the database remembers that a
+        key row once existed (agents.services.api_keys_remember)."""
         if version < self.version:
             return
-        self._by_digest = MappingProxyType(dict(entries))
+        by_digest = dict(entries)
+        ever = bool(by_digest) or ever_configured
+        changed = by_digest != dict(self._by_digest) or ever != self._ever_configured
+        self._by_digest = MappingProxyType(by_digest)
+        self._ever_configured = ever
         self.version = version
+        if changed:
+            for callback in self.on_change:
+                callback()
 
     def lookup(self, key: str) -> KeyEntry | None:
         """The enabled entry for `key`. The key is hashed first, so the dictionary lookup's
@@ -85,6 +108,7 @@ class KeyStore:
         """Forget everything (tests)."""
         self.version = -1
         self._by_digest = MappingProxyType({})
+        self._ever_configured = False
         self._used.clear()
         self._written.clear()
 

@@ -2,8 +2,10 @@
 
 The registry holds an immutable RegistrySnapshot and replaces it whole, so a request reads one
 consistent view with a single attribute access. Snapshots are built and swapped on the event loop
-thread (`apply` hops there when called from another thread), which is also where retired clients
-are closed, once their in-flight requests have finished.
+thread (`apply` hops there when called from another thread), which is also where replaced
+runtimes are retired (agents/runtime.py describes the lifecycle). The live gauges (calls in
+flight, breaker state, limits) are read from the current snapshot at scrape time
+(gateway_project/metrics.py), so a replaced or deleted runtime is simply no longer seen.
 """
 
 import asyncio
@@ -19,7 +21,6 @@ from agents.conf import gateway_settings
 from agents.models import normalize_routing_name
 from agents.runtime import AgentRuntime, ConcurrencyLimiter
 from agents.specs import AgentSpec
-from gateway_project import metrics
 
 logger = logging.getLogger("gateway.registry")
 
@@ -37,7 +38,6 @@ class RegistrySnapshot:
 
 
 def _on_breaker_state_change(key: str, old: str, new: str) -> None:
-    metrics.breaker_state_set(key, new)
     logger.warning(
         "circuit breaker %s -> %s",
         old,
@@ -108,11 +108,12 @@ class AgentRegistry:
             fallback=fallback,
         )
         live_clients = {id(r.client) for r in agents.values()}
+        live_breakers = {id(r.breaker) for r in agents.values()}
         for old in current.agents.values():
             if id(old.client) not in live_clients:
                 self._retire(old.client)
-        for key in current.agents.keys() - agents.keys():
-            metrics.agent_forget(key)
+            if id(old.breaker) not in live_breakers:
+                old.breaker.retire()
         if current.version != version:
             logger.info(
                 "registry loaded",
@@ -140,10 +141,8 @@ class AgentRegistry:
                 reset_s=spec.breaker_reset_s,
                 on_state_change=_on_breaker_state_change,
             )
-            metrics.breaker_state_set(spec.key, breaker.state)
         limiter = old.limiter if old is not None else ConcurrencyLimiter(spec.max_concurrency)
         limiter.limit = spec.max_concurrency
-        metrics.series(metrics.concurrency_limit, spec.key).set(spec.max_concurrency)
         return AgentRuntime(spec=spec, client=client, breaker=breaker, limiter=limiter)
 
     def _retire(self, client: AgentClient) -> None:

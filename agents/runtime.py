@@ -1,4 +1,23 @@
-"""AgentRuntime: what the hot path holds for one agent (spec, client, breaker, limiter)."""
+"""AgentRuntime: what the hot path holds for one agent (spec, client, breaker, limiter).
+
+Lifecycle, one design for every change an admin can make while calls are in flight:
+
+1. Built. The registry (agents/registry.py) builds a runtime when an agent row is loaded, and
+   rebuilds it when the row changes: an unchanged spec keeps its runtime; a rebuilt one keeps
+   the old client when the transport fields are equal (`AgentSpec.transport_config`), the old
+   breaker when the URL is equal (its state carries over), and always the old limiter (calls in
+   flight keep counting against the limit).
+2. Held. A call takes the runtime from the snapshot once and holds it to the end: every attempt,
+   the backoff between them and the breaker outcome use that runtime, under a lease on its client
+   (`AgentClient.lease`, agents/calls.py). An edit saved meanwhile applies to the next call.
+3. Replaced or deleted. The registry swaps in a snapshot without it. Its client, unless the new
+   runtime shares it, is retired: it closes when its last lease ends, never under a waiting call.
+   Its breaker, unless shared, is retired too: outcomes of calls still settling on it change
+   nothing anyone sees (no log line, no metric).
+4. Gone from every reading. The live gauges (in flight, breaker state, limit) are read from the
+   current snapshot when /metrics is scraped (gateway_project/metrics.py), so a replaced breaker
+   or a deleted agent has no series to go stale; a worker that died stops being summed.
+"""
 
 from dataclasses import dataclass
 

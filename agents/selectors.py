@@ -7,6 +7,9 @@ from agents.specs import AgentSpec
 AGENTS_VERSION = "agents"
 API_KEYS_VERSION = "api_keys"
 COMMANDS_VERSION = "commands"
+# A row that exists once any API key row was ever saved or deleted: auth stays on after the
+# last key is gone (GATEWAY_AUTH=auto), across restarts.
+API_KEYS_SEEN = "api_keys_seen"
 
 
 def config_version_get(*, name: str = AGENTS_VERSION) -> int:
@@ -30,11 +33,13 @@ def config_versions_get() -> dict[str, int]:
     return dict(ConfigVersion.objects.values_list("name", "version"))
 
 
-def api_keys_load() -> tuple[int, list[tuple[str, KeyEntry]]]:
-    """Every API key as (digest, KeyEntry), with the version it was read at (read first)."""
+def api_keys_load() -> tuple[int, bool, list[tuple[str, KeyEntry]]]:
+    """Every API key as (digest, KeyEntry), with the version it was read at (read first), and
+    whether a key row ever existed."""
     version = config_version_get(name=API_KEYS_VERSION)
+    seen = ConfigVersion.objects.filter(name=API_KEYS_SEEN).exists()
     keys = ApiKey.objects.prefetch_related("allowed_agents")
-    return version, [
+    return version, seen, [
         (
             key.key_hash,
             KeyEntry(

@@ -7,7 +7,7 @@ from django.db.models import F
 
 from agents.keys import PREFIX_LENGTH, key_digest, key_generate
 from agents.models import Agent, ApiKey, BreakerReset, ConfigVersion
-from agents.selectors import AGENTS_VERSION, COMMANDS_VERSION
+from agents.selectors import AGENTS_VERSION, API_KEYS_SEEN, COMMANDS_VERSION
 
 
 def config_version_bump(*, name: str = AGENTS_VERSION) -> None:
@@ -18,6 +18,11 @@ def config_version_bump(*, name: str = AGENTS_VERSION) -> None:
     from agents.sync import registry_sync
 
     transaction.on_commit(lambda: registry_sync.changed(name))
+
+
+def api_keys_remember() -> None:
+    """Record, once, that an API key row existed (auth stays on after the last one is gone)."""
+    ConfigVersion.objects.get_or_create(name=API_KEYS_SEEN, defaults={"version": 1})
 
 
 def agent_set_enabled(*, keys: list[str], enabled: bool) -> int:

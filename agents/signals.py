@@ -13,7 +13,7 @@ from django.db.models.signals import m2m_changed, post_delete, post_save, pre_de
 
 from agents.models import Agent, ApiKey, RoutingName
 from agents.selectors import AGENTS_VERSION, API_KEYS_VERSION
-from agents.services import config_version_bump
+from agents.services import api_keys_remember, config_version_bump
 
 logger = logging.getLogger("gateway.registry")
 
@@ -25,6 +25,7 @@ def _agents_changed(**_: Any) -> None:
 def _api_keys_changed(*, action: str = "", **_: Any) -> None:
     if action and not action.startswith("post_"):
         return  # m2m_changed fires pre_ and post_; one bump is enough
+    api_keys_remember()
     config_version_bump(name=API_KEYS_VERSION)
 
 

@@ -130,13 +130,13 @@ class RegistrySync:
     def _load_once(self) -> None:
         try:
             version, specs = agent_specs_load()
-            keys_version, keys = api_keys_load()
+            keys_version, keys_seen, keys = api_keys_load()
         except Exception:
             self._db_failed()
             return
         self.db_ok = True
         self._registry.apply(version, specs)
-        self._keys.apply(keys_version, keys)
+        self._keys.apply(keys_version, keys, ever_configured=keys_seen)
 
     def _poll_forever(self) -> None:
         while not self._stop.is_set():

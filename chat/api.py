@@ -49,7 +49,7 @@ async def respond(payload: ChatIn, principal: Principal) -> JsonAnswer:
         return await chat_handle(payload, principal=principal, ctx=ctx)
     except UnroutedError:
         ctx.outcome = "rejected"
-        metrics.series(metrics.requests_total, metrics.UNROUTED, "400").inc()
+        ctx.agent = metrics.UNROUTED
         return detail_answer(400, messages.UNKNOWN_MODALIDAD.format(payload.config.modalidad))
     except ForbiddenAgentError:
         ctx.outcome = "rejected"

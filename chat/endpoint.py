@@ -1,6 +1,7 @@
 """The chat fast lane: POST /api/agent/chat served from the ASGI scope and the body that
-HotPathHandler read, with the steps and answers of the ninja operation in chat/api.py: authenticate
-and count the rate limit (401, 429), validate the body (400), then `respond`.
+HotPathHandler read, with the steps and answers of the ninja operation in chat/api.py: validate the
+body (400), then `respond`. The caller was authenticated and counted against its rate limit before
+the body was read (`admit_chat`: 503 before the agents are loaded, 401, 429), for both paths.
 
 It leaves out what costs time and adds nothing here: Django's request and response objects, URL
 resolution and ninja's operation machinery (bench/README.md has the figures). A request with an
@@ -12,9 +13,11 @@ answers.
 
 from typing import Any
 
+from agents.registry import registry
+from chat import messages
 from chat.api import respond
 from chat.errors import InvalidChatBodyError, chat_in_from_body
-from gateway_project.auth import authenticate
+from gateway_project.auth import Principal, authenticate
 from gateway_project.ratelimit import RateLimited
 from gateway_project.responses import (
     JsonAnswer,
@@ -23,8 +26,14 @@ from gateway_project.responses import (
     unauthorized_answer,
 )
 
+RETRY_AFTER_NOT_LOADED_S = 2
+
 CHAT_PATH = "/api/agent/chat"
 VARY_ORIGIN = ((b"Vary", b"origin"),)
+
+
+def is_chat_post(scope: dict[str, Any]) -> bool:
+    return scope["method"] == "POST" and scope["path"] == CHAT_PATH
 
 
 def takes_fast_lane(scope: dict[str, Any]) -> bool:
@@ -51,13 +60,23 @@ def client_ip(scope: dict[str, Any]) -> str:
     return client[0] if client else "unknown"
 
 
-async def serve_chat(scope: dict[str, Any], body: bytes) -> JsonAnswer:
+async def admit_chat(scope: dict[str, Any]) -> Principal | JsonAnswer:
+    """Before the body is read: the caller, or the refusal that answers it (503 while the agents
+    were never loaded, 401, 429). Judged from the headers alone, whatever the Content-Length."""
+    if not registry.snapshot.loaded:
+        return detail_answer(
+            503, messages.NOT_LOADED, {"Retry-After": str(RETRY_AFTER_NOT_LOADED_S)}
+        )
     try:
         principal = await authenticate(request_headers(scope), client_ip(scope))
     except RateLimited as exc:
         return rate_limited_answer(exc.retry_after_s)
     if principal is None:
         return unauthorized_answer()
+    return principal
+
+
+async def serve_chat(body: bytes, principal: Principal) -> JsonAnswer:
     try:
         payload = chat_in_from_body(body)
     except InvalidChatBodyError as exc:

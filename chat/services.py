@@ -1,7 +1,10 @@
-"""chat_handle: route the request to its agent, call it, and turn the outcome into a reply."""
+"""chat_handle: route the request to its agent, call it, and turn the outcome into a reply.
+
+Counting the answer in gateway_requests_total is the ASGI front's job (one place for every chat
+answer, refusals included); this module sets `ctx.agent`, the label it uses.
+"""
 
 import logging
-import time
 
 from agents.activity import activity_record
 from agents.calls import agent_call
@@ -50,9 +53,7 @@ async def chat_handle(payload: ChatIn, *, principal: Principal, ctx: RequestCont
     ctx.agent = key
     if not principal.may_use(key):
         raise ForbiddenAgentError(key)
-    started = time.perf_counter()
     result = await _call(runtime, payload, ctx=ctx)
-    metrics.request_done(key, result.status, time.perf_counter() - started)
     activity_record(key, fallback=result.status != 200 or "X-Gateway-Fallback" in result.headers)
     return result
 
@@ -60,8 +61,6 @@ async def chat_handle(payload: ChatIn, *, principal: Principal, ctx: RequestCont
 async def _call(runtime: AgentRuntime, payload: ChatIn, *, ctx: RequestContext) -> JsonAnswer:
     key = runtime.key
     spec = runtime.spec
-    inflight = metrics.series(metrics.inflight, key)
-    inflight.inc()
     try:
         reply = await agent_call(
             runtime,
@@ -85,8 +84,6 @@ async def _call(runtime: AgentRuntime, payload: ChatIn, *, ctx: RequestContext) 
             extra={"event": "agent_call", "agent": key, "reason": exc.reason, "error": str(exc)},
         )
         return _reply(spec.fallback_reply, payload, key, None, fallback=exc.reason)
-    finally:
-        inflight.dec()
     metrics.series(metrics.upstream_status, key, "200").inc()
     if not reply.reply.strip():
         ctx.outcome = "empty_reply"

@@ -2,13 +2,16 @@
 
 A caller presents `X-API-Key: <key>` or `Authorization: Bearer <key>` (never the query string).
 Keys come from the admin (agents.ApiKey, cached in memory by agents.keys.key_store, so no database
-query per request) and from GATEWAY_API_KEY (one, or a comma-separated list). With neither
-configured, auth is off and callers are told apart by client IP for rate limiting. Env keys are
+query per request) and from GATEWAY_API_KEY (one, or a comma-separated list). Whether auth is on
+is `auth_state()`: GATEWAY_AUTH=on/off, or in `auto` on once any key is configured in the
+environment or exists or ever existed in the admin (so deleting every key never opens the
+gateway); with auth off callers are told apart by client IP for rate limiting. Env keys are
 compared as SHA-256 digests with `hmac.compare_digest` against every configured key; admin keys
 are found by their digest. Natively async, so ninja runs it without a thread hop.
 """
 
 import hmac
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -17,7 +20,10 @@ from ninja.security import APIKeyHeader
 
 from agents.conf import gateway_settings
 from agents.keys import key_digest, key_store
+from gateway_project.context import request_context
 from gateway_project.ratelimit import rate_limiter
+
+logger = logging.getLogger("gateway.auth")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,8 +50,46 @@ def presented_key(headers: Mapping[str, str]) -> str | None:
     return None
 
 
+def auth_state() -> tuple[bool, str]:
+    """(auth on?, why), from GATEWAY_AUTH and the keys configured."""
+    mode = gateway_settings.auth_mode
+    if mode != "auto":
+        return mode == "on", f"GATEWAY_AUTH={mode}"
+    if gateway_settings.api_keys:
+        return True, "GATEWAY_API_KEY is set"
+    if key_store.configured:
+        return True, "API keys exist or existed in the admin"
+    if not key_store.loaded:
+        return True, "API keys not loaded yet (database unreachable); chat answers 503 until then"
+    return False, "no API key configured (GATEWAY_AUTH=auto)"
+
+
 def auth_enabled() -> bool:
+    mode = gateway_settings.auth_mode
+    if mode != "auto":
+        return mode == "on"
     return bool(gateway_settings.api_keys) or key_store.configured
+
+
+class _AuthChangeLog:
+    """Logs the auth state whenever a key reload changes it (and remembers what it logged)."""
+
+    def __init__(self) -> None:
+        self.last: bool | None = None
+
+    def __call__(self) -> None:
+        on, reason = auth_state()
+        if self.last is not None and on != self.last:
+            logger.warning(
+                "gateway auth turned %s",
+                "on" if on else "off",
+                extra={"event": "auth_changed", "auth": "on" if on else "off", "reason": reason},
+            )
+        self.last = on
+
+
+auth_change_log = _AuthChangeLog()
+key_store.on_change.append(auth_change_log)
 
 
 def principal_for(headers: Mapping[str, str], client_ip: str) -> Principal | None:
@@ -97,6 +141,9 @@ class GatewayKeyAuth(APIKeyHeader):
     is_async = True
 
     async def __call__(self, request: HttpRequest) -> Principal | None:  # type: ignore[override]
+        ctx = request_context.get()
+        if ctx is not None and ctx.principal is not None:
+            return ctx.principal  # admitted before its body was read (chat.endpoint.admit_chat)
         return await authenticate(request.headers, request.META.get("REMOTE_ADDR") or "unknown")
 
     def authenticate(self, request: HttpRequest, key: str | None) -> Principal | None:

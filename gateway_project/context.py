@@ -11,6 +11,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 _VALID_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 
@@ -23,6 +24,9 @@ class RequestContext:
     started: float = field(default_factory=time.perf_counter)
     status: int = 0
     agent: str | None = None
+    key_name: str | None = None  # the caller's key by name ("env-key-1", never the key)
+    # The authenticated caller (gateway_project.auth.Principal), set before the body is read.
+    principal: Any = None
     session_id: int | None = None
     outcome: str | None = None
     message_preview: str | None = None

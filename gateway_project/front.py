@@ -1,5 +1,5 @@
-"""GatewayFront: request id, access log, lifespan, idle collection, and dispatch between the two
-handlers."""
+"""GatewayFront: request id, access log, the count of every chat answer, lifespan, idle
+collection, and dispatch between the two handlers."""
 
 import asyncio
 import gc
@@ -14,6 +14,7 @@ from agents.sync import registry_sync
 from chat.endpoint import CHAT_PATH
 from gateway_project import metrics
 from gateway_project.context import RequestContext, request_context, request_id_from
+from gateway_project.draining import draining
 from gateway_project.hotpath import HotPathHandler
 from gateway_project.idle_gc import IdleCollector
 from gateway_project.startup import log_startup
@@ -47,11 +48,14 @@ class GatewayFront:
         )
         token = request_context.set(ctx)
         id_header = (b"x-request-id", ctx.request_id.encode("ascii"))
+        is_chat = scope["path"] == CHAT_PATH
 
         async def send_with_id(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 message["headers"] = [*message.get("headers", ()), id_header]
                 ctx.status = message["status"]
+                if is_chat:  # counted as it is sent: a worker killed later cannot lose it
+                    _count_chat_answer(ctx, ctx.status)
             await send(message)
 
         self.idle_gc.enter()
@@ -60,6 +64,8 @@ class GatewayFront:
             handler = self.hot if scope["path"] in HOT_PATHS else self.stock
             await handler(scope, receive, send_with_id)
         finally:
+            if is_chat and ctx.status == 0:  # the caller left before any answer
+                _count_chat_answer(ctx, metrics.CLIENT_LEFT)
             self.idle_gc.leave()
             _log_access(ctx)
             request_context.reset(token)
@@ -70,6 +76,8 @@ class GatewayFront:
             if message["type"] == "lifespan.startup":
                 try:
                     await registry_sync.ensure_started()
+                    draining.watch_stop_signals()
+                    metrics.live_publisher.start()
                     log_startup()
                 except Exception as exc:
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
@@ -81,6 +89,7 @@ class GatewayFront:
                 gc.freeze()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                draining.begin("lifespan shutdown")
                 self.idle_gc.cancel()
                 await asyncio.to_thread(registry_sync.stop)
                 await registry.aclose()
@@ -88,6 +97,11 @@ class GatewayFront:
                 metrics.process_exit()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def _count_chat_answer(ctx: RequestContext, status: int) -> None:
+    """Every chat answer once: by the agent chosen, else `_none` (refused before routing)."""
+    metrics.request_done(ctx.agent or metrics.NONE, status, time.perf_counter() - ctx.started)
 
 
 def _outcome_from_status(status: int) -> str | None:
@@ -112,6 +126,7 @@ def _log_access(ctx: RequestContext) -> None:
             "path": ctx.path,
             "status": ctx.status,
             "agent": ctx.agent,
+            "key": ctx.key_name,
             "session_id": ctx.session_id,
             "duration_ms": round((time.perf_counter() - ctx.started) * 1000, 2),
             "outcome": outcome,

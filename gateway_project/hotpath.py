@@ -6,6 +6,8 @@ costs a thread hop), spools the body to a temporary file, runs every MIDDLEWARE 
 MiddlewareMixin: one thread hop each) and closes the response in a thread. These paths touch no
 database and need none of that. This handler keeps what matters:
 
+- a chat POST is admitted from its headers alone before its body is read (503 before the agents
+  are loaded, 401, 429: chat.endpoint.admit_chat), so a wrong key costs no body read;
 - the body is read into memory and refused with the contract's 413 once it passes the limit,
   whether announced by Content-Length or streamed (chunked);
 - the view is cancelled when the caller disconnects (what Django's own `listen_for_disconnect`
@@ -33,7 +35,8 @@ from django.utils.module_loading import import_string
 
 from agents.conf import gateway_settings
 from chat import messages
-from chat.endpoint import VARY_ORIGIN, serve_chat, takes_fast_lane
+from chat.endpoint import VARY_ORIGIN, admit_chat, is_chat_post, serve_chat, takes_fast_lane
+from gateway_project.auth import Principal
 from gateway_project.context import request_context
 from gateway_project.responses import JsonAnswer, detail_answer, detail_response
 
@@ -50,10 +53,10 @@ def _log_unhandled() -> None:
     logger.exception("unhandled error on the hot path", extra={"event": "http_error"})
 
 
-async def _fast_lane(scope: dict[str, Any], body: bytes) -> JsonAnswer:
+async def _fast_lane(body: bytes, principal: Principal) -> JsonAnswer:
     """The chat fast lane, with any exception turned into the contract's JSON 500."""
     try:
-        return await serve_chat(scope, body)
+        return await serve_chat(body, principal)
     except Exception:
         _log_unhandled()
         return detail_answer(500, messages.INTERNAL_ERROR)
@@ -74,18 +77,32 @@ class HotPathHandler(ASGIHandler):
         self._view_middleware: list[Any] = []
         self._template_response_middleware: list[Any] = []
         self._exception_middleware: list[Any] = []
+        self._cors_middleware: list[Any] = []
         handler = self._json_errors(self._get_response_async)
         for path in reversed(settings.HOT_PATH_MIDDLEWARE):
             middleware = import_string(path)
             if not getattr(middleware, "async_capable", False):
                 raise TypeError(f"{path} is not natively async; it cannot run on the hot path")
-            handler = self._json_errors(middleware(handler))
+            instance = middleware(handler)
+            if hasattr(instance, "add_response_headers"):
+                self._cors_middleware.append(instance)
+            handler = self._json_errors(instance)
         self._middleware_chain = handler
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         await self.handle(scope, receive, send)
 
     async def handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        principal: Principal | None = None
+        if is_chat_post(scope):
+            admitted = await admit_chat(scope)
+            if isinstance(admitted, JsonAnswer):
+                await self._send_refusal(scope, admitted, send)
+                return
+            principal = admitted
+            ctx = request_context.get()
+            if ctx is not None:
+                ctx.principal, ctx.key_name = principal, principal.name
         limit = gateway_settings.chat_max_body_bytes
         declared = declared_length(scope)
         try:
@@ -102,9 +119,9 @@ class HotPathHandler(ASGIHandler):
             response = detail_response(408, messages.BODY_TIMEOUT, {"Connection": "close"})
             await self.send_response(response, send)
             return
-        if takes_fast_lane(scope):
+        if principal is not None and takes_fast_lane(scope):
             answer = await self._unless_disconnected(
-                functools.partial(_fast_lane, scope, body), receive, watch_from_agent_call=True
+                functools.partial(_fast_lane, body, principal), receive, watch_from_agent_call=True
             )
             if answer is not None:
                 with contextlib.suppress(asyncio.CancelledError):  # the caller left mid-write
@@ -122,6 +139,19 @@ class HotPathHandler(ASGIHandler):
         if response is not None:
             with contextlib.suppress(asyncio.CancelledError):  # the caller left mid-write
                 await self.send_response(response, send)
+
+    async def _send_refusal(self, scope: dict[str, Any], answer: JsonAnswer, send: Any) -> None:
+        """A chat refusal sent before the body was read (uvicorn discards the body as it comes).
+        With an Origin header the CORS middleware adds its headers, as on the ninja path."""
+        if takes_fast_lane(scope):
+            await answer.send_to(send, VARY_ORIGIN)
+            return
+        set_script_prefix(get_script_prefix(scope))
+        request = self.request_class(scope, io.BytesIO(b""))
+        response = answer.http_response()
+        for middleware in self._cors_middleware:
+            response = middleware.add_response_headers(request, response)
+        await self.send_response(response, send)
 
     @staticmethod
     async def _unless_disconnected(

@@ -1,20 +1,46 @@
-"""The gateway's own Prometheus series (the contract's section 3).
+"""The gateway's own Prometheus series (the contract's sections 3 and 5).
 
-Label values are bounded: agent keys come from the registry, and a modalidad that routes nowhere
-is counted under UNROUTED, never as the raw string.
+Label values are bounded: agent keys come from the registry; a chat answer given before any
+agent was chosen is counted under NONE, one whose modalidad routes nowhere under UNROUTED, never
+as the raw string.
+
+Counters and the histogram are ordinary prometheus_client metrics (summed across workers by its
+multiprocess mode). The live gauges (calls in flight, breaker state, concurrency limit) are not:
+`LiveGaugeCollector` reads them from the registry when /metrics is scraped, so a deleted agent or
+a replaced breaker has no series left to go stale. With PROMETHEUS_MULTIPROC_DIR each worker also
+writes its live values to `live-<pid>.json` there every LIVE_PUBLISH_INTERVAL_S, and a scrape adds
+the files of the other workers that are alive and fresh, so a worker killed with SIGKILL stops
+counting at once (its pid is gone) or within LIVE_STALE_AFTER_S.
 """
 
 import contextlib
+import json
+import logging
 import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from prometheus_client import Counter, Gauge, Histogram, multiprocess
+from prometheus_client import REGISTRY, Counter, Histogram, multiprocess
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.registry import Collector
 
 from agents.breaker import STATE_VALUES
+from agents.registry import registry
 
+logger = logging.getLogger("gateway.metrics")
+
+NONE = "_none"
 UNROUTED = "_unrouted"
+CLIENT_LEFT = 499  # the status a chat request is counted with when its caller left first
+
+LIVE_PUBLISH_INTERVAL_S = 0.5
+LIVE_STALE_AFTER_S = 5.0
+_LIVE_FILE = "live-{pid}.json"
 
 # Agent calls take 0.1-30 s; finer steps below 1 s for the fast paths (fallbacks, 503s).
 LATENCY_BUCKETS = (0.005, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 8, 12, 16, 20, 25, 30, 45, 60)
@@ -28,21 +54,6 @@ request_duration = Histogram(
     ["agent"],
     buckets=LATENCY_BUCKETS,
 )
-inflight = Gauge(
-    "gateway_inflight_requests", "Agent calls in flight.", ["agent"], multiprocess_mode="livesum"
-)
-concurrency_limit = Gauge(
-    "gateway_agent_concurrency_limit",
-    "Calls in flight allowed per agent (summed over live workers).",
-    ["agent"],
-    multiprocess_mode="livesum",
-)
-breaker_state = Gauge(
-    "gateway_circuit_breaker_state",
-    "Circuit breaker state: 0 closed, 1 open, 2 half-open.",
-    ["agent"],
-    multiprocess_mode="livemax",  # the worst state among live workers; dead ones drop out
-)
 upstream_status = Counter(
     "gateway_upstream_http_status", "HTTP statuses agents answered.", ["agent", "status_code"]
 )
@@ -51,38 +62,23 @@ agent_errors = Counter(
     "Agent calls that ended in a fallback or refusal.",
     ["agent", "error_type"],
 )
-
-
-# (metric, label values) -> its child. prometheus_client's labels() converts the values, takes
-# a lock and looks the child up on every call; a chat request makes five such lookups.
-_children: dict[tuple[MetricWrapperBase, tuple[str, ...]], Any] = {}
-
-
-def series(metric: MetricWrapperBase, *labels: str) -> Any:
-    """`metric.labels(*labels)`, looked up once per process (dropped by agent_forget)."""
-    child = _children.get((metric, labels))
-    if child is None:
-        child = _children[(metric, labels)] = metric.labels(*labels)
-    return child
-
-
-def breaker_state_set(agent: str, state: str) -> None:
-    series(breaker_state, agent).set(STATE_VALUES[state])
-
-
-def agent_forget(agent: str) -> None:
-    """Drop a deleted agent's gauges so it does not linger in scrapes."""
-    for key in [key for key in list(_children) if key[1][0] == agent]:
-        _children.pop(key, None)
-    for gauge in (breaker_state, inflight, concurrency_limit):
-        with contextlib.suppress(KeyError):
-            gauge.remove(agent)
-
-
 unrouted_total = Counter(
     "gateway_unrouted_requests",
     "Requests whose modalidad matched no routing name and went to the fallback route.",
 )
+
+
+# (metric, label values) -> its child. prometheus_client's labels() converts the values, takes
+# a lock and looks the child up on every call; a chat request makes several such lookups.
+_children: dict[tuple[MetricWrapperBase, tuple[str, ...]], Any] = {}
+
+
+def series(metric: MetricWrapperBase, *labels: str) -> Any:
+    """`metric.labels(*labels)`, looked up once per process."""
+    child = _children.get((metric, labels))
+    if child is None:
+        child = _children[(metric, labels)] = metric.labels(*labels)
+    return child
 
 
 def request_done(agent: str, status: int, seconds: float) -> None:
@@ -99,7 +95,134 @@ def agent_error(agent: str, exc: Exception) -> None:
         series(upstream_status, agent, str(exc.status_code)).inc()
 
 
+# -- live gauges -------------------------------------------------------------------------------
+
+# name -> (help, how workers combine: "sum" or "max")
+LIVE_GAUGES: dict[str, tuple[str, str]] = {
+    "gateway_inflight_requests": ("Agent calls in flight.", "sum"),
+    "gateway_agent_concurrency_limit": (
+        "Calls in flight allowed per agent (summed over live workers).",
+        "sum",
+    ),
+    "gateway_circuit_breaker_state": (
+        "Circuit breaker state: 0 closed, 1 open, 2 half-open (the worst among live workers).",
+        "max",
+    ),
+}
+LiveValues = dict[str, dict[str, float]]  # gauge name -> agent key -> value
+
+
+def live_values() -> LiveValues:
+    """This worker's live gauges, read from its registry (any thread: reads only)."""
+    agents = registry.snapshot.agents.values()
+    return {
+        "gateway_inflight_requests": {r.key: r.limiter.inflight for r in agents},
+        "gateway_agent_concurrency_limit": {r.key: r.limiter.limit for r in agents},
+        "gateway_circuit_breaker_state": {r.key: STATE_VALUES[r.breaker.state] for r in agents},
+    }
+
+
+def _merge(into: LiveValues, values: LiveValues) -> None:
+    for name, per_agent in values.items():
+        if name not in LIVE_GAUGES:
+            continue
+        combine = max if LIVE_GAUGES[name][1] == "max" else (lambda a, b: a + b)
+        target = into.setdefault(name, {})
+        for agent, value in per_agent.items():
+            target[agent] = combine(target[agent], value) if agent in target else value
+
+
+def _alive(pid: int) -> bool:
+    """The process exists and is not a zombie (a killed worker its supervisor has not reaped)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc here: trust the signal check (and the staleness bound)
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def _other_workers(directory: Path) -> Iterator[LiveValues]:
+    """The live values other workers published, skipping dead and silent ones."""
+    own = os.getpid()
+    now = time.time()
+    for path in directory.glob(_LIVE_FILE.format(pid="*")):
+        try:
+            pid = int(path.stem.removeprefix("live-"))
+            if pid == own or not _alive(pid) or now - path.stat().st_mtime > LIVE_STALE_AFTER_S:
+                continue
+            yield json.loads(path.read_bytes())
+        except (ValueError, OSError):
+            continue  # a file being replaced or removed right now
+
+
+class LiveGaugeCollector(Collector):
+    def __init__(self, directory: str | None = None) -> None:
+        self._directory = Path(directory) if directory else None
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        totals: LiveValues = {}
+        _merge(totals, live_values())
+        if self._directory is not None:
+            for values in _other_workers(self._directory):
+                _merge(totals, values)
+        for name, (help_text, _) in LIVE_GAUGES.items():
+            family = GaugeMetricFamily(name, help_text, labels=["agent"])
+            for agent, value in sorted(totals.get(name, {}).items()):
+                family.add_metric([agent], value)
+            yield family
+
+
+class LiveGaugePublisher:
+    """Writes this worker's live values for the other workers' scrapes (multiprocess mode)."""
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        directory = settings.PROMETHEUS_MULTIPROC_DIR
+        if not directory or self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._run, args=(Path(directory),), name="metrics-live", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        thread, self._thread = self._thread, None
+        self._stop.set()
+        if thread is not None:
+            thread.join(timeout=5)
+
+    def _run(self, directory: Path) -> None:
+        path = directory / _LIVE_FILE.format(pid=os.getpid())
+        while not self._stop.is_set():
+            try:
+                scratch = path.with_suffix(".tmp")
+                scratch.write_bytes(json.dumps(live_values()).encode())
+                os.replace(scratch, path)  # readers see a whole file or the previous one
+            except OSError:
+                logger.warning("could not publish live gauges", exc_info=True)
+            self._stop.wait(LIVE_PUBLISH_INTERVAL_S)
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
+live_publisher = LiveGaugePublisher()
+
+if not settings.PROMETHEUS_MULTIPROC_DIR:
+    REGISTRY.register(LiveGaugeCollector())
+
+
 def process_exit() -> None:
-    """In multiprocess mode, drop this worker's live gauges (in-flight calls) from the sums."""
+    """In multiprocess mode, stop publishing this worker's live gauges and remove its files."""
+    live_publisher.stop()
     if settings.PROMETHEUS_MULTIPROC_DIR:
         multiprocess.mark_process_dead(os.getpid())

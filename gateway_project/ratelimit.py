@@ -19,6 +19,7 @@ import math
 import time
 from typing import Any
 
+import redis.asyncio
 from limits import RateLimitItem, RateLimitItemPerMinute
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.storage import storage_from_string
@@ -32,6 +33,7 @@ _DEGRADED_LOG_INTERVAL_S = 60.0
 STORAGE_RETRY_S = 2.0
 _NAMESPACE = "chat"
 IN_PROCESS_URIS = frozenset({"async+memory://", "memory://"})
+REDIS_POOL_SIZE = 16  # connections per worker; a request waits up to 0.5 s for one
 
 
 class RateLimited(Exception):
@@ -56,11 +58,18 @@ class RateLimiter:
             options: dict[str, Any] = {}
             uri = gateway_settings.rate_limit_storage_uri
             if uri.startswith("async+redis"):
-                options = {
-                    "implementation": "redispy",
-                    "socket_timeout": 0.5,
-                    "socket_connect_timeout": 0.5,
-                }
+                # A bounded pool (limits' default is unbounded: a burst would keep one
+                # connection per concurrent request), its connections checked before reuse so
+                # those a Redis restart broke are replaced instead of piling up.
+                pool = redis.asyncio.BlockingConnectionPool.from_url(
+                    uri.removeprefix("async+"),
+                    max_connections=REDIS_POOL_SIZE,
+                    timeout=0.5,
+                    socket_timeout=0.5,
+                    socket_connect_timeout=0.5,
+                    health_check_interval=30,
+                )
+                options = {"implementation": "redispy", "connection_pool": pool}
             self._strategy = SlidingWindowCounterRateLimiter(storage_from_string(uri, **options))
             self._loop = loop
         return self._strategy

@@ -29,8 +29,9 @@ def reset_multiprocess_metrics() -> None:
         return
     path = Path(directory)
     path.mkdir(parents=True, exist_ok=True)
-    for stale in path.glob("*.db"):
-        stale.unlink()
+    for pattern in ("*.db", "live-*.json"):  # counters and histograms; live gauges
+        for stale in path.glob(pattern):
+            stale.unlink()
 
 
 def main() -> None:

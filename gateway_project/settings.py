@@ -141,7 +141,8 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+# Where `collectstatic` writes (the image runs it at build time).
+STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(BASE_DIR / "staticfiles")))
 # Serve the admin's static files from the app finders in DEBUG (no collectstatic needed).
 WHITENOISE_AUTOREFRESH = DEBUG
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -179,7 +180,16 @@ CORS_ALLOW_METHODS = ["GET", "POST", "OPTIONS"]
 GATEWAY_NAME = env.str("GATEWAY_NAME", default="agent-gateway")
 GATEWAY_HTTP_PORT = env.int("GATEWAY_HTTP_PORT", default=8000)
 GATEWAY_API_KEYS = [k for k in env.list("GATEWAY_API_KEY", default=[]) if k]
+# auto: auth is on once any key is configured here or exists (or ever existed) in the admin;
+# on: a key is required even before one exists; off: the only way to turn auth off after keys.
+GATEWAY_AUTH = env.str("GATEWAY_AUTH", default="auto").strip().lower()
+if GATEWAY_AUTH not in ("auto", "on", "off"):
+    raise ImproperlyConfigured(f"GATEWAY_AUTH must be auto, on or off, not {GATEWAY_AUTH!r}.")
 AGENT_TIMEOUT = env.float("AGENT_TIMEOUT", default=25.0)
+# uvicorn's --timeout-graceful-shutdown in the container (deploy/docker-entrypoint.sh reads the
+# same variable, empty meaning 35): requests in flight get this long after SIGTERM. Read here so
+# the start-up log and `check_agents` can report agents whose timeout_s + 10 s exceeds it.
+GATEWAY_DRAIN_S = float(env.str("GATEWAY_DRAIN_S", default="") or 35)
 # The Go gateway's per-agent variables (AGENT_<KEY>_URL / AGENT_<KEY>_ENABLED), kept raw for
 # `manage.py import_agents --from-env`; the running gateway reads agents from the database only.
 GO_GATEWAY_AGENT_ENV = {
@@ -209,9 +219,11 @@ LOG_MESSAGE_PREVIEW = env.int("LOG_MESSAGE_PREVIEW", default=40)
 PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
 if PROMETHEUS_MULTIPROC_DIR:
     Path(PROMETHEUS_MULTIPROC_DIR).mkdir(parents=True, exist_ok=True)
-# Requests per minute per caller (API key; client IP when auth is off); 0 turns limiting off.
-# API keys in the admin may set their own. Shared across workers and instances through Redis.
-RATE_LIMIT_PER_MINUTE = env.int("RATE_LIMIT_PER_MINUTE", default=1200)
+# Requests per minute per caller (API key; client IP when auth is off); 0 (the default) turns
+# limiting off: one busy n8n is one IP, and any default would throttle it where the Go gateway
+# never did. API keys in the admin may set their own, which apply even at 0. Shared across workers
+# and instances through Redis.
+RATE_LIMIT_PER_MINUTE = env.int("RATE_LIMIT_PER_MINUTE", default=0)
 RATE_LIMIT_STORAGE_URI = env.str(
     "RATE_LIMIT_STORAGE_URI",
     default=f"async+{REDIS_URL}" if REDIS_URL.startswith("redis") else "async+memory://",

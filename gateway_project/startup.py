@@ -5,15 +5,17 @@ import logging
 from django.conf import settings
 
 from agents.conf import gateway_settings
+from agents.drain import log_drain_problems
 from agents.registry import registry
-from gateway_project.auth import auth_enabled
+from gateway_project.auth import auth_change_log, auth_state
 
 logger = logging.getLogger("gateway.startup")
 
 
 def log_startup() -> None:
     snapshot = registry.snapshot
-    auth_on = auth_enabled()
+    auth_on, auth_reason = auth_state()
+    auth_change_log.last = auth_on
     logger.info(
         "gateway started",
         extra={
@@ -28,6 +30,7 @@ def log_startup() -> None:
             "cors_origins": settings.CORS_ALLOWED_ORIGINS,
             "cors_credentials": settings.CORS_ALLOW_CREDENTIALS,
             "auth": "on" if auth_on else "off",
+            "auth_reason": auth_reason,
             "debug": settings.DEBUG,
         },
     )
@@ -36,3 +39,4 @@ def log_startup() -> None:
             "no API key configured: anyone who can reach the gateway can call the agents",
             extra={"event": "auth_off"},
         )
+    log_drain_problems(r.spec for r in registry.snapshot.agents.values())

@@ -2,7 +2,7 @@
 
 import asyncio
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import httpx
@@ -18,10 +18,14 @@ from prometheus_client import (
 
 from agents.conf import gateway_settings
 from agents.registry import registry
+from agents.specs import AgentSpec
 from agents.sync import registry_sync
 from chat import messages
+from gateway_project import metrics
+from gateway_project.draining import draining
 from gateway_project.responses import detail_response, json_response
-from health.probes import new_probe_client, probe_all
+from health.cache import health_cache
+from health.probes import AgentHealth, new_probe_client, probe_all
 
 _probe_clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
 
@@ -55,13 +59,12 @@ def _get_only(view: Callable[[HttpRequest], Awaitable[HttpResponse]]) -> Any:
 
 @_get_only
 async def health_full(request: HttpRequest) -> HttpResponse:
+    """Every agent's health, from one probe round shared by concurrent callers and reused for
+    1 s (health/cache.py): any number of monitors probe each agent at most once a second."""
     snapshot = registry.snapshot
     runtimes = list(snapshot.agents.values())
-    results = await probe_all(
-        (r.spec for r in runtimes),
-        probe_client(),
-        timeout_s=gateway_settings.health_check_timeout_s,
-        breaker_states=_breaker_states(runtimes),
+    results = await health_cache.results(
+        [r.spec for r in runtimes], _breaker_states(runtimes), _probe_round
     )
     healthy = all(h.healthy for h in results.values())
     return json_response(
@@ -71,6 +74,17 @@ async def health_full(request: HttpRequest) -> HttpResponse:
             "service": "gateway",
             "agents": {key: h.status for key, h in results.items()},
         },
+    )
+
+
+async def _probe_round(
+    specs: list[AgentSpec], breaker_states: Mapping[str, str]
+) -> dict[str, AgentHealth]:
+    return await probe_all(
+        specs,
+        probe_client(),
+        timeout_s=gateway_settings.health_check_timeout_s,
+        breaker_states=breaker_states,
     )
 
 
@@ -87,20 +101,26 @@ async def health_live(request: HttpRequest) -> HttpResponse:
 
 @_get_only
 async def health_ready(request: HttpRequest) -> HttpResponse:
-    checks = {
+    """Ready once the agents were loaded, until the process is told to stop. A database outage
+    after that does not make it unready: chat is served from the agents last loaded, and pulling
+    every replica would turn an admin outage into a chat outage. The body says what is down."""
+    loaded = registry.snapshot.loaded
+    ready = loaded and not draining
+    body = {
+        "status": "ok" if ready else "unavailable",
         "database": "ok" if registry_sync.db_ok else "unreachable",
-        "registry": "ok" if registry.snapshot.loaded else "not_loaded",
+        "registry": "ok" if loaded else "not_loaded",
+        "draining": bool(draining),
     }
-    ready = all(v == "ok" for v in checks.values())
-    return json_response(
-        200 if ready else 503, {"status": "ok" if ready else "unavailable", **checks}
-    )
+    return json_response(200 if ready else 503, body)
 
 
 def _metrics_registry() -> CollectorRegistry:
-    if settings.PROMETHEUS_MULTIPROC_DIR:
+    directory = settings.PROMETHEUS_MULTIPROC_DIR
+    if directory:
         collected = CollectorRegistry()
         multiprocess.MultiProcessCollector(collected)
+        collected.register(metrics.LiveGaugeCollector(directory))
         return collected
     return REGISTRY
 

@@ -39,14 +39,17 @@ def _fresh_registry() -> Iterator[None]:
     from agents.keys import key_store
     from agents.registry import registry
     from agents.sync import registry_sync
+    from gateway_project.draining import draining
 
     registry_sync.stop()
     registry.clear()
     key_store.clear()
+    draining.clear()
     yield
     registry_sync.stop()
     registry.clear()
     key_store.clear()
+    draining.clear()
 
 
 @pytest.fixture(autouse=True)
@@ -226,8 +229,14 @@ class GatewayProcess:
 
 
 def start_gateway(
-    db: LiveDatabase, *extra_args: str, env: dict[str, str] | None = None, ready_timeout: float = 20
+    db: LiveDatabase,
+    *extra_args: str,
+    env: dict[str, str] | None = None,
+    ready_timeout: float = 20,
+    ready_path: str = "/health/ready",
 ) -> GatewayProcess:
+    """A real gateway process, returned once `ready_path` answers 200 (/health/live for one
+    that cannot be ready yet, e.g. with its database unreachable)."""
     port = free_port()
     log = Path(tempfile.mkstemp(prefix="gateway-", suffix=".log")[1])
     with log.open("wb") as log_file:  # the child keeps its own copy of the descriptor
@@ -238,7 +247,7 @@ def start_gateway(
         if process.poll() is not None:
             raise RuntimeError(f"gateway exited early:\n{gateway.logs()}")
         try:
-            if httpx.get(f"{gateway.url}/health/ready", timeout=1).status_code == 200:
+            if httpx.get(f"{gateway.url}{ready_path}", timeout=1).status_code == 200:
                 return gateway
         except httpx.HTTPError:
             pass
@@ -278,8 +287,10 @@ def _popen_uvicorn(
 def gateway_process(live_db: LiveDatabase) -> Iterator[Callable[..., GatewayProcess]]:
     started: list[GatewayProcess] = []
 
-    def start(*extra_args: str, env: dict[str, str] | None = None) -> GatewayProcess:
-        gateway = start_gateway(live_db, *extra_args, env=env)
+    def start(
+        *extra_args: str, env: dict[str, str] | None = None, ready_path: str = "/health/ready"
+    ) -> GatewayProcess:
+        gateway = start_gateway(live_db, *extra_args, env=env, ready_path=ready_path)
         started.append(gateway)
         return gateway
 
