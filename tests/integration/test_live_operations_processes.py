@@ -9,7 +9,6 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ import httpx
 from chat import messages
 from tests.conftest import GatewayProcess, LiveDatabase, chat_body
 from tests.fault_agent import FaultAgent
+from tests.integration.test_scale_out import seconds_until
 from tests.metrics import sample, sample_or_absent
 
 CHAT = "/api/agent/chat"
@@ -30,15 +30,6 @@ def create_agent(db: LiveDatabase, key: str, url: str, **fields: Any) -> None:
         f"a = Agent.objects.create(key={key!r}, name={key!r}, url={url!r}{extra})\n"
         f"RoutingName.objects.create(agent=a, name={key!r})"
     )
-
-
-def seconds_until(condition: Callable[[], bool], limit: float) -> float:
-    started = time.monotonic()
-    while not condition():
-        elapsed = time.monotonic() - started
-        assert elapsed < limit, f"not seen within {limit}s"
-        time.sleep(0.02)
-    return time.monotonic() - started
 
 
 def log_events(gateway: GatewayProcess, event: str) -> list[dict[str, Any]]:
