@@ -20,10 +20,10 @@ class AgentSpec:
     breaker_fail_max: int
     breaker_reset_s: float
     retries: int
+    retry_on: str  # agents.models.RetryOn
     fallback_reply: str
     is_fallback_route: bool
     routing_names: tuple[str, ...]
-    retry_on: str = "connect_or_reset"  # agents.models.RetryOn
 
     @classmethod
     def from_agent(cls, agent: Agent, routing_names: list[str]) -> "AgentSpec":
@@ -41,10 +41,10 @@ class AgentSpec:
             breaker_fail_max=int(agent.breaker_fail_max),
             breaker_reset_s=float(agent.breaker_reset_s),
             retries=int(agent.retries),
+            retry_on=agent.retry_on,
             fallback_reply=agent.fallback_reply or DEFAULT_FALLBACK_REPLY,
             is_fallback_route=agent.is_fallback_route,
             routing_names=tuple(sorted(routing_names)),
-            retry_on=agent.retry_on,
         )
 
     def transport_config(self) -> tuple[object, ...]:

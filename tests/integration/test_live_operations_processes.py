@@ -252,4 +252,4 @@ def test_from_sigterm_on_ready_never_answers_200(
     chat.join(10)
     assert answers == [200]  # the request in flight still finished
     assert gateway.process.wait(10) == 0
-    assert log_events(gateway, "draining")
+    assert [e["reason"] for e in log_events(gateway, "draining")] == ["SIGTERM"]
