@@ -4,7 +4,8 @@ On SIGTERM uvicorn lets requests in flight finish for `GATEWAY_DRAIN_S` seconds
 (`--timeout-graceful-shutdown`, deploy/docker-entrypoint.sh), then cuts them. A request to an
 agent can take its whole `timeout_s`, so the drain must cover the largest `timeout_s` plus a
 margin (DRAIN_MARGIN_S) for the request that arrived just before SIGTERM and the answer's way
-back. Reported at start-up (a `drain_too_short` warning) and by `manage.py check_agents`.
+back. Reported by each serving process when its agents load or change (a `drain_too_short`
+warning, from the registry) and by `manage.py check_agents`.
 """
 
 import logging
@@ -15,7 +16,7 @@ from agents.conf import gateway_settings
 
 DRAIN_MARGIN_S = 10.0
 
-logger = logging.getLogger("gateway.startup")
+logger = logging.getLogger("gateway.registry")
 
 
 class _TimedAgent(Protocol):
@@ -45,18 +46,29 @@ def drain_problems(agents: Iterable[_TimedAgent], drain_s: float | None = None) 
     ]
 
 
-def log_drain_problems(agents: Iterable[_TimedAgent]) -> None:
-    """One `drain_too_short` warning naming every agent the drain does not cover (none: nothing)."""
-    drain = gateway_settings.drain_s
-    short = uncovered(agents, drain)
-    if short:
-        logger.warning(
-            "GATEWAY_DRAIN_S is shorter than some agents' timeout_s + 10 s: requests in flight "
-            "to them at shutdown can be cut off",
-            extra={
-                "event": "drain_too_short",
-                "drain_s": drain,
-                "agents": {a.key: float(a.timeout_s) for a in short},
-                "problems": drain_problems(short, drain),
-            },
-        )
+class DrainWatch:
+    """Logs one `drain_too_short` warning whenever the set of agents the drain does not cover
+    changes to a non-empty one: at the first load (start-up) and when an edit raises a timeout
+    past it, not again on every reload while nothing about it changed."""
+
+    def __init__(self) -> None:
+        self._reported: frozenset[tuple[str, float]] = frozenset()
+
+    def check(self, agents: Iterable[_TimedAgent]) -> None:
+        drain = gateway_settings.drain_s
+        short = uncovered(agents, drain)
+        seen = frozenset((a.key, float(a.timeout_s)) for a in short)
+        if seen == self._reported:
+            return
+        self._reported = seen
+        if short:
+            logger.warning(
+                "GATEWAY_DRAIN_S is shorter than some agents' timeout_s + 10 s: requests in "
+                "flight to them at shutdown can be cut off",
+                extra={
+                    "event": "drain_too_short",
+                    "drain_s": drain,
+                    "agents": {a.key: float(a.timeout_s) for a in short},
+                    "problems": drain_problems(short, drain),
+                },
+            )

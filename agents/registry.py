@@ -18,6 +18,7 @@ from types import MappingProxyType
 from agents.breaker import AsyncBreaker
 from agents.client import AgentClient
 from agents.conf import gateway_settings
+from agents.drain import DrainWatch
 from agents.models import normalize_routing_name
 from agents.runtime import AgentRuntime, ConcurrencyLimiter
 from agents.specs import AgentSpec
@@ -50,6 +51,7 @@ class AgentRegistry:
     def __init__(self) -> None:
         self._snapshot = RegistrySnapshot()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._drain_watch = DrainWatch()
 
     @property
     def snapshot(self) -> RegistrySnapshot:
@@ -119,6 +121,7 @@ class AgentRegistry:
                 "registry loaded",
                 extra={"event": "registry_loaded", "version": version, "agents": sorted(agents)},
             )
+            self._drain_watch.check(r.spec for r in agents.values())
 
     def _build(self, spec: AgentSpec, old: AgentRuntime | None) -> AgentRuntime:
         if old is not None and old.spec == spec:
@@ -159,6 +162,7 @@ class AgentRegistry:
         """Forget everything (tests)."""
         self._snapshot = RegistrySnapshot()
         self._loop = None
+        self._drain_watch = DrainWatch()
 
 
 def _running_on(loop: asyncio.AbstractEventLoop) -> bool:

@@ -5,7 +5,6 @@ import logging
 from django.conf import settings
 
 from agents.conf import gateway_settings
-from agents.drain import log_drain_problems
 from agents.registry import registry
 from gateway_project.auth import auth_change_log, auth_state
 
@@ -39,4 +38,3 @@ def log_startup() -> None:
             "no API key configured: anyone who can reach the gateway can call the agents",
             extra={"event": "auth_off"},
         )
-    log_drain_problems(r.spec for r in registry.snapshot.agents.values())

@@ -1,5 +1,6 @@
 """GATEWAY_DRAIN_S (uvicorn's --timeout-graceful-shutdown) shorter than an agent's timeout_s +
-10 s is reported: a `drain_too_short` warning at start-up, and a `problem:` line (exit 2 when
+10 s is reported: a `drain_too_short` warning at start-up and when an edit raises a timeout past
+it, and a `problem:` line (exit 2 when
 every agent is healthy) from `manage.py check_agents`."""
 
 import json
@@ -81,3 +82,33 @@ def test_no_warning_when_the_drain_covers_every_agent(live_db, fault_agent, gate
     gateway = gateway_process()  # GATEWAY_DRAIN_S unset: 35 s, as the entrypoint's default
     events = [e.get("event") for e in json_lines(gateway.logs())]
     assert "startup" in events and "drain_too_short" not in events
+
+
+async def test_an_edit_that_raises_a_timeout_past_the_drain_is_warned_once(
+    gateway, make_agent, fault_agent, caplog
+):
+    import logging
+
+    from agents.models import Agent
+    from agents.registry import registry
+    from tests.conftest import in_thread
+
+    make_agent("cita", url=fault_agent.url("/ok"), timeout_s=20)
+    make_agent("venta", url=fault_agent.url("/ok"), timeout_s=20)
+
+    def edit(key: str, **fields: object) -> None:
+        in_thread(lambda: Agent.objects.filter(key=key).update(**fields))
+        in_thread(lambda: Agent.objects.get(key=key).save())  # the signal bumps the version
+
+    def warnings() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if getattr(r, "event", "") == "drain_too_short"]
+
+    with caplog.at_level(logging.WARNING, logger="gateway.registry"):
+        assert (await gateway.get("/health/live")).status_code == 200
+        assert warnings() == []  # 20 s + 10 s fits the default 35 s drain
+        edit("cita", timeout_s=60)
+        await fault_agent.until(lambda _: registry.snapshot.agents["cita"].spec.timeout_s == 60)
+        assert [getattr(r, "agents", None) for r in warnings()] == [{"cita": 60.0}]
+        edit("venta", name="Ventas")  # a reload that changes nothing about the drain
+        await fault_agent.until(lambda _: registry.snapshot.agents["venta"].spec.name == "Ventas")
+        assert len(warnings()) == 1
