@@ -57,11 +57,13 @@ def test_a_caller_disconnect_cancels_the_agent_call_within_1s(
 
     scrape = httpx.get(f"{gateway.url}/metrics", timeout=5).text
     assert sample(scrape, "gateway_inflight_requests", agent="cita") == 0
-    # No answer was sent: no 200 was counted (the series need not exist at all).
+    # No answer was sent: no 200 was counted (the series need not exist at all), and the
+    # request counts once as 499, the caller having left (contract §5).
     assert sample_or_absent(scrape, "gateway_requests_total", agent="cita", status="200") in (
         None,
         0,
     )
+    assert sample(scrape, "gateway_requests_total", agent="cita", status="499") == 1
     assert gateway.stop() == 0
     access = [json.loads(line) for line in gateway.logs().splitlines()
               if line.startswith("{") and '"event":"request"' in line]  # fmt: skip
