@@ -3,10 +3,14 @@ or the lifespan shutdown), so /health/ready never answers 200 again while reques
 
 uvicorn installs its own handlers for those signals when it starts serving, before the lifespan
 startup; `watch_stop_signals` (called from the lifespan startup) chains in front of them, so
-uvicorn still drains exactly as it would, and restores its originals on exit.
+uvicorn still drains exactly as it would, and restores its originals on exit. The handler only
+sets a flag; the `draining` line is logged from the event loop, outside any request's context (a
+signal handler runs in whatever code it interrupted, a request's included).
 """
 
+import asyncio
 import contextlib
+import contextvars
 import logging
 import signal
 import threading
@@ -28,20 +32,24 @@ class Draining:
     def begin(self, reason: str) -> None:
         if not self._event.is_set():
             self._event.set()
-            logger.info("draining", extra={"event": "draining", "reason": reason})
+            _log_draining(reason)
 
     def watch_stop_signals(self) -> None:
-        """Chain a handler in front of the current SIGTERM/SIGINT handlers (main thread only)."""
+        """Chain a handler in front of the current SIGTERM/SIGINT handlers (main thread, on the
+        serving event loop)."""
         if threading.current_thread() is not threading.main_thread():
             return
+        loop = asyncio.get_running_loop()
         for sig in _STOP_SIGNALS:
             previous = signal.getsignal(sig)
             with contextlib.suppress(ValueError, OSError):
-                signal.signal(sig, self._chained(sig, previous))
+                signal.signal(sig, self._chained(sig, previous, loop))
 
-    def _chained(self, sig: signal.Signals, previous: Any) -> Any:
+    def _chained(self, sig: signal.Signals, previous: Any, loop: asyncio.AbstractEventLoop) -> Any:
         def handler(signum: int, frame: FrameType | None) -> None:
-            self.begin(sig.name)
+            if not self._event.is_set():
+                self._event.set()
+                loop.call_soon_threadsafe(_log_draining, sig.name, context=contextvars.Context())
             if callable(previous):
                 previous(signum, frame)
             elif previous == signal.SIG_DFL:
@@ -53,6 +61,10 @@ class Draining:
     def clear(self) -> None:
         """Forget (tests)."""
         self._event.clear()
+
+
+def _log_draining(reason: str) -> None:
+    logger.info("draining", extra={"event": "draining", "reason": reason})
 
 
 draining = Draining()
