@@ -85,9 +85,6 @@ TEMPLATES = [
 
 ASGI_APPLICATION = "gateway_project.asgi.application"
 
-# How often each worker's registry poller reads the configuration versions (agents/sync.py).
-REGISTRY_POLL_INTERVAL_S = env.float("REGISTRY_POLL_INTERVAL_S", default=1.0)
-
 DATABASES = {
     "default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
 }
@@ -97,14 +94,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env.boo
 ):
     # Under ASGI, Django runs sync code (the admin, the registry poller) in threads that come and
     # go, so persistent per-thread connections are not reused well (Django's docs advise against
-    # them); a small psycopg pool per worker instead, checked before each use. While the
-    # database is down a poll waits out the pool's timeout; at half a poll interval (0.25-2 s)
-    # readiness reports an outage and a recovery within 2 intervals (contract §5).
+    # them); a small psycopg pool per worker instead, checked before each use. A short pool
+    # timeout lets the poller notice an outage and a recovery within seconds.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": 1,
         "max_size": env.int("DB_POOL_MAX_SIZE", default=4),
-        "timeout": max(0.25, min(2.0, REGISTRY_POLL_INTERVAL_S / 2)),
+        "timeout": 2.0,
     }
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=60))
@@ -213,6 +209,7 @@ BODY_READ_TIMEOUT_S = env.float("BODY_READ_TIMEOUT_S", default=10.0)
 # A request line and headers must arrive within this of a connection opening or of a request's
 # first byte, else the connection is closed (gateway_project/http_protocol.py).
 HEADER_READ_TIMEOUT_S = env.float("HEADER_READ_TIMEOUT_S", default=10.0)
+REGISTRY_POLL_INTERVAL_S = env.float("REGISTRY_POLL_INTERVAL_S", default=1.0)
 HEALTH_CHECK_TIMEOUT_S = env.float("HEALTH_CHECK_TIMEOUT_S", default=2.0)
 LOG_MESSAGE_PREVIEW = env.int("LOG_MESSAGE_PREVIEW", default=40)
 # Prometheus multiprocess mode (several workers): every process writes its samples to this
