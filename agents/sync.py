@@ -56,6 +56,7 @@ class RegistrySync:
         self._wake = threading.Event()
         self._start_lock = asyncio.Lock()
         self.db_ok: bool | None = None
+        self._answered_at = -float("inf")  # monotonic time of the last database read that worked
         # Agents whose breaker another worker reports open (read with each publish), for /health.
         self.fleet_open_breakers: frozenset[str] = frozenset()
 
@@ -127,6 +128,18 @@ class RegistrySync:
             finally:
                 connection.close()
 
+    @property
+    def database_reachable(self) -> bool:
+        """The database answered within the last 2 poll intervals. A poll stuck waiting for a
+        connection (a pool's timeout, a dead server that does not refuse) counts as down once it
+        has waited that long, so readiness reports an outage within 2 intervals (contract §5)."""
+        window = 2 * gateway_settings.registry_poll_interval_s
+        return bool(self.db_ok) and time.monotonic() - self._answered_at <= window
+
+    def _db_answered(self) -> None:
+        self.db_ok = True
+        self._answered_at = time.monotonic()
+
     def _load_once(self) -> None:
         try:
             version, specs = agent_specs_load()
@@ -134,7 +147,7 @@ class RegistrySync:
         except Exception:
             self._db_failed()
             return
-        self.db_ok = True
+        self._db_answered()
         self._registry.apply(version, specs)
         self._keys.apply(keys_version, keys, ever_configured=keys_seen)
 
@@ -151,7 +164,7 @@ class RegistrySync:
             except Exception:
                 self._db_failed()
                 continue
-            self.db_ok = True
+            self._db_answered()
             if (
                 versions.get(AGENTS_VERSION, 0) != self._registry.snapshot.version
                 or versions.get(API_KEYS_VERSION, 0) != self._keys.version

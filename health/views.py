@@ -108,7 +108,7 @@ async def health_ready(request: HttpRequest) -> HttpResponse:
     ready = loaded and not draining
     body = {
         "status": "ok" if ready else "unavailable",
-        "database": "ok" if registry_sync.db_ok else "unreachable",
+        "database": "ok" if registry_sync.database_reachable else "unreachable",
         "registry": "ok" if loaded else "not_loaded",
         "draining": bool(draining),
     }
