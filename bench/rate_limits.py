@@ -1,5 +1,5 @@
 """`python -m bench.rate_limits`: the cost of one rate-limit hit in process memory, `limits`'
-async memory storage against the gateway's own counters (gateway_project/sliding_window.py),
+async memory storage against the gateway's own counters (access/sliding_window.py),
 as the number of callers with a live counter grows (one per API key; one per client IP when auth
 is off). Prints microseconds per hit, each with one event-loop turn, and their ratio.
 """
@@ -11,7 +11,7 @@ from limits import RateLimitItemPerMinute
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.storage import storage_from_string
 
-from gateway_project.sliding_window import SlidingWindowCounters
+from access.sliding_window import SlidingWindowCounters
 
 LIMIT = 1_000_000  # never refuses: every hit is counted
 HITS = 2_000

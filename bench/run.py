@@ -296,7 +296,7 @@ def main() -> None:
         type=float,
         default=33.0,
         help="seconds to wait after the in-flight burst before the 'after' RSS: the agents' "
-        "pools keep idle connections for 30 s (agents/client.py keepalive_expiry)",
+        "pools keep idle connections for 30 s (runtime/client.py keepalive_expiry)",
     )
     parser.add_argument(
         "--only",

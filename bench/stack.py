@@ -26,7 +26,7 @@ def uvicorn_command(app: str, port: int, *, workers: int = 1) -> list[str]:
     http = "httptools"
     if app.startswith("gateway_project."):  # the allocator and protocol the container runs
         command = ["sh", str(ROOT / "deploy" / "with-allocator.sh"), *command]
-        http = "gateway_project.http_protocol:HeaderTimeoutProtocol"
+        http = "edge.header_timeout:HeaderTimeoutProtocol"
     command += ["--loop", "uvloop", "--backlog", "4096"]
     command += ["--http", http, "--no-access-log", "--log-level", "warning"]
     if workers > 1:

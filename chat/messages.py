@@ -31,9 +31,5 @@ def not_boolean(field: str) -> str:
     return f"El campo '{field}' debe ser verdadero o falso"
 
 
-def not_object(field: str) -> str:
-    return f"El campo '{field}' debe ser un objeto"
-
-
 def invalid_field(field: str) -> str:
     return f"El campo '{field}' no es válido"

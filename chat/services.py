@@ -6,18 +6,17 @@ answer, refusals included); this module sets `ctx.agent`, the label it uses.
 
 import logging
 
-from agents.activity import activity_record
-from agents.calls import agent_call
-from agents.errors import AgentBusyError, AgentError
-from agents.registry import registry
-from agents.runtime import AgentRuntime
-from chat import messages
+from access.auth import Principal
+from chat import messages, metrics
 from chat.payloads import agent_payload
+from chat.responses import JsonAnswer
 from chat.schemas import ChatIn
-from gateway_project import metrics
-from gateway_project.auth import Principal
-from gateway_project.context import RequestContext
-from gateway_project.responses import JsonAnswer
+from fleet.activity import activity_record
+from observability.context import RequestContext
+from runtime.agent_runtime import AgentRuntime
+from runtime.calls import agent_call
+from runtime.errors import AgentBusyError, AgentError
+from runtime.registry import registry
 
 logger = logging.getLogger("gateway.chat")
 

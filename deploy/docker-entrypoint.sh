@@ -15,12 +15,12 @@ fi
 # In-flight requests get this long to finish after SIGTERM: the largest agent timeout_s + 10 s.
 # The orchestrator's grace period (compose stop_grace_period, k8s terminationGracePeriodSeconds)
 # must be longer still. with-allocator.sh puts jemalloc under it (GATEWAY_ALLOCATOR=pymalloc: not).
-exec sh "$(dirname "$0")/with-allocator.sh" python -m gateway_project.serve gateway_project.asgi:application \
+exec sh "$(dirname "$0")/with-allocator.sh" python -m edge.serve gateway_project.asgi:application \
   --host "${GATEWAY_HOST:-0.0.0.0}" \
   --port "${GATEWAY_HTTP_PORT:-8000}" \
   --workers "${WEB_CONCURRENCY:-1}" \
   --loop uvloop \
-  --http gateway_project.http_protocol:HeaderTimeoutProtocol \
+  --http edge.header_timeout:HeaderTimeoutProtocol \
   --lifespan on \
   --no-access-log \
   --proxy-headers \

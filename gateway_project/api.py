@@ -1,4 +1,6 @@
-"""The NinjaAPI: routers, the orjson codec, and one JSON error shape for every failure."""
+"""The NinjaAPI under /api: its routers, the orjson codec, the OpenAPI schema at /api/docs, and
+the contract's JSON shape for an error ninja itself raises. Chat answers come from
+chat/pipeline.py, never from ninja's validation or auth."""
 
 import logging
 from typing import Any
@@ -6,27 +8,15 @@ from typing import Any
 import orjson
 from django.http import HttpRequest, HttpResponse
 from ninja import NinjaAPI
-from ninja.errors import AuthenticationError, HttpError, ValidationError
-from ninja.parser import Parser
+from ninja.errors import HttpError
 from ninja.renderers import BaseRenderer
 
 import gateway_project
 from chat import messages
 from chat.api import router as chat_router
-from chat.errors import contract_detail
-from gateway_project.ratelimit import RateLimited
-from gateway_project.responses import (
-    detail_response,
-    rate_limited_answer,
-    unauthorized_answer,
-)
+from chat.responses import detail_response
 
 logger = logging.getLogger("gateway.api")
-
-
-class OrjsonParser(Parser):
-    def parse_body(self, request: HttpRequest) -> Any:
-        return orjson.loads(request.body)
 
 
 class OrjsonRenderer(BaseRenderer):
@@ -41,33 +31,15 @@ api = NinjaAPI(
     version=gateway_project.__version__,
     description="Routes n8n chat requests to the AI agent for their modalidad. "
     "Contract: docs/CONTRACT.md.",
-    parser=OrjsonParser(),
     renderer=OrjsonRenderer(),
     urls_namespace="api",
 )
 api.add_router("/agent", chat_router)
 
 
-@api.exception_handler(ValidationError)
-def _validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse:
-    return detail_response(400, contract_detail(exc.errors))
-
-
-@api.exception_handler(AuthenticationError)
-def _unauthorized(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
-    return unauthorized_answer().http_response()
-
-
-@api.exception_handler(RateLimited)
-def _rate_limited(request: HttpRequest, exc: RateLimited) -> HttpResponse:
-    return rate_limited_answer(exc.retry_after_s).http_response()
-
-
 @api.exception_handler(HttpError)
 def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
-    # ninja raises HttpError(400) when the body is not JSON at all.
-    detail = messages.INVALID_JSON if exc.status_code == 400 else str(exc.message)
-    return detail_response(exc.status_code, detail)
+    return detail_response(exc.status_code, str(exc.message))
 
 
 @api.exception_handler(Exception)

@@ -24,6 +24,6 @@ django.setup(set_prefix=False)
 # settings, so pytest's own handling of warnings (filterwarnings = error) is left alone.
 logging.captureWarnings(True)
 
-from gateway_project.front import GatewayFront  # noqa: E402
+from edge.application import GatewayFront  # noqa: E402
 
 application = GatewayFront()

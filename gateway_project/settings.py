@@ -2,7 +2,7 @@
 
 Every value comes from the environment (or a `.env` file beside `manage.py`), read once by
 django-environ, with production-safe defaults: DEBUG off, and no default secret key unless DEBUG
-is on. Runtime code reads the typed `agents.conf.gateway_settings`, never these names directly.
+is on. Runtime code reads the typed `gateway_project.conf.gateway_settings`, never these names directly.
 """
 
 from pathlib import Path
@@ -41,6 +41,9 @@ INSTALLED_APPS = [
     "django_prometheus",
     "ninja",
     "agents",
+    "access",
+    "fleet",
+    "console",
     "chat",
     "health",
 ]
@@ -114,7 +117,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     _sqlite_options.setdefault("transaction_mode", "IMMEDIATE")
 
 # Redis (optional): the shared cache (admin login lockout), rate-limit counters shared by every
-# worker and instance, and configuration-change notifications (agents/notify.py).
+# worker and instance, and configuration-change notifications (fleet/notify.py).
 REDIS_URL = env.str("REDIS_URL", default="")
 _cache_url = env.str("CACHE_URL", default="") or REDIS_URL
 CACHES: dict[str, dict[str, Any]] = {
@@ -176,7 +179,7 @@ CORS_ALLOW_HEADERS = ["content-type", "accept", "x-request-id", "x-api-key", "au
 CORS_EXPOSE_HEADERS = ["X-Request-ID", "X-Gateway-Fallback", "Retry-After"]
 CORS_ALLOW_METHODS = ["GET", "POST", "OPTIONS"]
 
-# --- The gateway itself (typed view: agents.conf.gateway_settings) ---
+# --- The gateway itself (typed view: gateway_project.conf.gateway_settings) ---
 GATEWAY_NAME = env.str("GATEWAY_NAME", default="agent-gateway")
 GATEWAY_HTTP_PORT = env.int("GATEWAY_HTTP_PORT", default=8000)
 GATEWAY_API_KEYS = [k for k in env.list("GATEWAY_API_KEY", default=[]) if k]
@@ -207,7 +210,7 @@ CHAT_MAX_BODY_BYTES = 512 * 1024  # the contract's limit
 # A request body must arrive within this (408 otherwise): slow uploads cannot pin connections.
 BODY_READ_TIMEOUT_S = env.float("BODY_READ_TIMEOUT_S", default=10.0)
 # A request line and headers must arrive within this of a connection opening or of a request's
-# first byte, else the connection is closed (gateway_project/http_protocol.py).
+# first byte, else the connection is closed (edge/header_timeout.py).
 HEADER_READ_TIMEOUT_S = env.float("HEADER_READ_TIMEOUT_S", default=10.0)
 REGISTRY_POLL_INTERVAL_S = env.float("REGISTRY_POLL_INTERVAL_S", default=1.0)
 HEALTH_CHECK_TIMEOUT_S = env.float("HEALTH_CHECK_TIMEOUT_S", default=2.0)
@@ -233,8 +236,8 @@ LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "gateway_project.logs.RequestIdFilter"}},
-    "formatters": {"json": {"()": "gateway_project.logs.JsonFormatter"}},
+    "filters": {"request_id": {"()": "observability.logs.RequestIdFilter"}},
+    "formatters": {"json": {"()": "observability.logs.JsonFormatter"}},
     "handlers": {
         "stdout": {
             "class": "logging.StreamHandler",

@@ -2,9 +2,9 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
 import gateway_project
-from agents.conf import gateway_settings
 from chat import messages
-from gateway_project.responses import detail_response, json_response
+from chat.responses import detail_response, json_response
+from gateway_project.conf import gateway_settings
 
 
 async def service_info(request: HttpRequest) -> HttpResponse:

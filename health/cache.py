@@ -16,9 +16,9 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from agents.breaker import OPEN
-from agents.specs import AgentSpec
 from health.probes import AgentHealth
+from runtime.breaker import OPEN
+from runtime.specs import AgentSpec
 
 Results = dict[str, AgentHealth]
 Probe = Callable[[list[AgentSpec], Mapping[str, str]], Coroutine[Any, Any, Results]]

@@ -14,11 +14,11 @@ import uuid
 from django.db import connection
 from django.utils import timezone
 
-from agents.conf import gateway_settings
 from agents.models import Agent, HealthResult
-from agents.specs import AgentSpec
-from agents.worker_state import fleet_open_breakers
+from fleet.worker_state import fleet_open_breakers
+from gateway_project.conf import gateway_settings
 from health.probes import AgentHealth, ChatProbe, new_probe_client, probe_all, probe_chat
+from runtime.specs import AgentSpec
 
 
 def _specs(agents: list[Agent]) -> list[AgentSpec]:

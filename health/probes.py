@@ -11,13 +11,13 @@ from dataclasses import dataclass
 
 import httpx
 
-from agents.breaker import OPEN
-from agents.client import AgentClient
-from agents.conf import gateway_settings
-from agents.errors import AgentError
-from agents.specs import AgentSpec
 from chat.payloads import agent_payload
 from chat.schemas import ChatIn
+from gateway_project.conf import gateway_settings
+from runtime.breaker import OPEN
+from runtime.client import AgentClient
+from runtime.errors import AgentError
+from runtime.specs import AgentSpec
 
 OK, DISABLED, UNREACHABLE, NO_URL, CIRCUIT_OPEN = (
     "ok",

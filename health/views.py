@@ -16,16 +16,16 @@ from prometheus_client import (
     multiprocess,
 )
 
-from agents.conf import gateway_settings
-from agents.registry import registry
-from agents.specs import AgentSpec
-from agents.sync import registry_sync
 from chat import messages
-from gateway_project import metrics
-from gateway_project.draining import draining
-from gateway_project.responses import detail_response, json_response
+from chat.responses import detail_response, json_response
+from fleet import live_gauges
+from fleet.sync import registry_sync
+from gateway_project.conf import gateway_settings
 from health.cache import health_cache
 from health.probes import AgentHealth, new_probe_client, probe_all
+from runtime.draining import draining
+from runtime.registry import registry
+from runtime.specs import AgentSpec
 
 _probe_clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
 
@@ -120,7 +120,7 @@ def _metrics_registry() -> CollectorRegistry:
     if directory:
         collected = CollectorRegistry()
         multiprocess.MultiProcessCollector(collected)
-        collected.register(metrics.LiveGaugeCollector(directory))
+        collected.register(live_gauges.LiveGaugeCollector(directory))
         return collected
     return REGISTRY
 

@@ -19,6 +19,6 @@ Try it from another terminal:
     -d '{"message": "Quiero agendar una cita", "session_id": 3796, "id_empresa": 1, "config": {"modalidad": "Citas"}}'
 
 CURL
-.venv/bin/python -m gateway_project.serve gateway_project.asgi:application \
+.venv/bin/python -m edge.serve gateway_project.asgi:application \
   --host 127.0.0.1 --port "${GATEWAY_HTTP_PORT:-8000}" --loop uvloop \
-  --http gateway_project.http_protocol:HeaderTimeoutProtocol --timeout-graceful-shutdown 40
+  --http edge.header_timeout:HeaderTimeoutProtocol --timeout-graceful-shutdown 40

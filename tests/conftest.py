@@ -36,10 +36,10 @@ def _fast_settings(settings: Any) -> None:
 def _fresh_registry() -> Iterator[None]:
     """Every test starts with an empty, unstarted registry and key store and ends with the
     poller stopped."""
-    from agents.keys import key_store
-    from agents.registry import registry
-    from agents.sync import registry_sync
-    from gateway_project.draining import draining
+    from access.keys import key_store
+    from fleet.sync import registry_sync
+    from runtime.draining import draining
+    from runtime.registry import registry
 
     registry_sync.stop()
     registry.clear()
@@ -55,7 +55,7 @@ def _fresh_registry() -> Iterator[None]:
 @pytest.fixture(autouse=True)
 def _fresh_rate_limits() -> Iterator[None]:
     """Every test starts with no request counted against any caller's budget."""
-    from gateway_project.ratelimit import rate_limiter
+    from access.ratelimit import rate_limiter
 
     rate_limiter.reset()
     yield
@@ -106,10 +106,10 @@ async def gateway(transactional_db: Any) -> AsyncIterator[httpx.AsyncClient]:
     can read; torn down before it is flushed)."""
     import asyncio
 
-    from agents.registry import registry
-    from agents.sync import registry_sync
+    from fleet.sync import registry_sync
     from gateway_project.asgi import application
     from health.views import close_probe_clients
+    from runtime.registry import registry
 
     # GatewayFront types its scope as a dict; httpx's ASGI types ask for a MutableMapping.
     transport = httpx.ASGITransport(app=application)  # type: ignore[arg-type]
@@ -263,7 +263,7 @@ def _popen_uvicorn(
         [
             sys.executable,
             "-m",
-            "gateway_project.serve",
+            "edge.serve",
             "gateway_project.asgi:application",
             "--host",
             "127.0.0.1",
@@ -272,7 +272,7 @@ def _popen_uvicorn(
             "--loop",
             "uvloop",
             "--http",
-            "gateway_project.http_protocol:HeaderTimeoutProtocol",
+            "edge.header_timeout:HeaderTimeoutProtocol",
             *extra_args,
         ],
         cwd=ROOT,

@@ -2,7 +2,7 @@
 
 Real servers on 127.0.0.1 only: a throwaway PostgreSQL cluster and Redis server
 (tests/servers.py), FaultAgent agent servers (tests/fault_agent.py) and the gateway as
-`python -m gateway_project.serve --workers 2` with PROMETHEUS_MULTIPROC_DIR and REDIS_URL.
+`python -m edge.serve --workers 2` with PROMETHEUS_MULTIPROC_DIR and REDIS_URL.
 Concurrent loops (httpx.AsyncClient, one connection each) send chat requests to random routing
 names with one of three admin API keys while a schedule, through the ORM in a subprocess (a
 `manage.py shell` that runs the operator's changes one at a time), edits an agent's URL (to
@@ -98,7 +98,7 @@ KEEPALIVE_PER_AGENT = 4  # AGENT_KEEPALIVE_CONNECTIONS below
 # server), the rate limiter's Redis pool plus the change listener and publisher, the psycopg pool.
 POOL_CAPS = {
     "agent server": len(AGENTS) * KEEPALIVE_PER_AGENT,
-    "redis": 16 + 2,  # gateway_project.ratelimit.REDIS_POOL_SIZE
+    "redis": 16 + 2,  # access.ratelimit.REDIS_POOL_SIZE
     "postgresql": 4,  # DB_POOL_MAX_SIZE's default
 }
 COMMON_FIELDS: dict[str, Any] = {
@@ -465,7 +465,7 @@ class Soak:
             self.operator.run(_agent_create_code(key, self.agents[0].url(path)))
         for name in KEYS:
             out = self.operator.run(
-                "from agents.services import api_key_create\n"
+                "from access.services import api_key_create\n"
                 f"key, plain = api_key_create(name={name!r})\nprint(plain)"
             )
             self.plain_keys[name] = out.strip()
@@ -589,12 +589,12 @@ class Soak:
             (19.0, "delta re-created", orm(_agent_create_code("delta", fa1.url("/ok")))),
             (21.0, "worker SIGKILLed", self._kill_worker),
             (24.0, "key 'revoked' revoked", orm(
-                "from agents.models import ApiKey\n"
+                "from access.models import ApiKey\n"
                 "k = ApiKey.objects.get(name='revoked')\n"
                 "k.enabled = False\nk.save(update_fields=['enabled'])")),
             (26.0, "Redis stopped", blocking(redis.stop)),
             (28.0, "key 'deleted' deleted", orm(
-                "from agents.models import ApiKey\nApiKey.objects.get(name='deleted').delete()")),
+                "from access.models import ApiKey\nApiKey.objects.get(name='deleted').delete()")),
             (30.0, "Redis started", blocking(redis.start)),
             (32.0, "PostgreSQL stopped", blocking(postgres.stop)),
             (36.0, "PostgreSQL started", blocking(postgres.start)),

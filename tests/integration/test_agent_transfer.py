@@ -191,7 +191,7 @@ def test_from_env_rejects_a_bad_boolean_and_an_empty_environment(settings: Any) 
 
 
 def effective_connect_timeout(key: str) -> float:
-    from agents.specs import AgentSpec
+    from runtime.specs import AgentSpec
 
     return AgentSpec.from_agent(Agent.objects.get(key=key), []).connect_timeout_s
 

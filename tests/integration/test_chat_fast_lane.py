@@ -1,4 +1,5 @@
-"""The chat fast lane (chat/endpoint.py) answers exactly as the ninja operation does.
+"""The chat fast lane (edge/lean_handler.py) answers exactly as the ninja operation does (both
+adapt chat/pipeline.py).
 
 A chat POST without an Origin header takes the fast lane; the same request with an Origin header
 (one CORS does not allow, so django-cors-headers adds nothing but `Vary: origin`) goes through
@@ -143,7 +144,7 @@ async def test_a_chat_post_without_origin_builds_no_django_request(
 ):
     """The lane is really taken: with Django's request class broken, only the Origin request
     (which needs one) fails."""
-    from gateway_project.hotpath import HotPathHandler
+    from edge.lean_handler import HotPathHandler
 
     def broken(*args: Any) -> None:
         raise RuntimeError("no Django request expected")
@@ -172,12 +173,12 @@ async def test_a_refusal_is_logged_as_rejected_both_ways(gateway, settings, capl
 async def test_an_unexpected_error_in_the_lane_is_the_contracts_json_500(
     gateway, make_agent, fault_agent, settings, monkeypatch
 ):
-    from chat import endpoint, messages
+    from chat import messages, pipeline
 
-    async def broken(*args: Any) -> None:
+    async def broken(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(endpoint, "respond", broken)
+    monkeypatch.setattr(pipeline, "chat_handle", broken)
     settings.RATE_LIMIT_PER_MINUTE = 0
     make_agent("cita", url=fault_agent.url("/ok"))
 

@@ -171,7 +171,7 @@ async def test_unrouted_modalidad_is_a_400_naming_the_value(gateway, make_agent,
 async def test_unrouted_modalidad_goes_to_the_fallback_route(
     gateway, make_agent, fault_agent, caplog
 ):
-    from gateway_project import metrics
+    from chat import metrics
 
     make_agent("cita", url=fault_agent.url("/slow/0"))
     make_agent(

@@ -6,7 +6,7 @@ every agent is healthy) from `manage.py check_agents`."""
 import json
 from types import SimpleNamespace
 
-from agents.drain import drain_problems
+from runtime.drain_budget import drain_problems
 
 
 def create_agents(live_db, fault_agent, **timeouts: float) -> None:
@@ -90,7 +90,7 @@ async def test_an_edit_that_raises_a_timeout_past_the_drain_is_warned_once(
     import logging
 
     from agents.models import Agent
-    from agents.registry import registry
+    from runtime.registry import registry
     from tests.conftest import in_thread
 
     make_agent("cita", url=fault_agent.url("/ok"), timeout_s=20)

@@ -34,7 +34,7 @@ def health_paths(fault_agent) -> dict[str, int]:
 
 async def wait_for_agents(gateway, *keys: str) -> None:
     """Until this process's registry serves exactly these agents (a reload, polled every 0.2 s)."""
-    from agents.registry import registry
+    from runtime.registry import registry
 
     await gateway.get("/health/live")  # starts the registry
     for _ in range(500):
@@ -96,7 +96,7 @@ async def test_a_registry_change_is_answered_at_once(gateway, make_agent, fault_
 
 
 async def test_breaker_changes_are_answered_at_once(gateway, make_agent, fault_agent, clock):
-    from agents.registry import registry
+    from runtime.registry import registry
 
     make_agent(
         "cita",

@@ -20,8 +20,8 @@ from asgiref.sync import SyncToAsync
 from django.db.backends import utils as db_utils
 
 from agents.models import Agent, RoutingName
-from agents.registry import registry
-from agents.sync import registry_sync
+from fleet.sync import registry_sync
+from runtime.registry import registry
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

@@ -1,5 +1,5 @@
 """The front counts every request in flight and runs one collection once idle after a busy
-spell (gateway_project/idle_gc.py), whatever way the requests end."""
+spell (edge/idle_gc.py), whatever way the requests end."""
 
 import asyncio
 

@@ -11,11 +11,12 @@ from typing import Any
 
 import pytest
 
-from agents import calls, sync
 from agents.models import Agent
-from agents.registry import registry
 from chat import messages
-from gateway_project.draining import draining
+from fleet import sync
+from runtime import calls
+from runtime.draining import draining
+from runtime.registry import registry
 from tests.conftest import chat_body, in_thread
 from tests.metrics import sample
 
@@ -146,10 +147,8 @@ class TestEveryAnswerCounted:
         assert response.status_code == status
         assert delta == {(agent, str(status)): 1}
 
-    async def test_401_429_403_and_backpressure(
-        self, gateway, make_agent, fault_agent, settings
-    ):
-        from agents.services import api_key_create
+    async def test_401_429_403_and_backpressure(self, gateway, make_agent, fault_agent, settings):
+        from access.services import api_key_create
 
         make_agent("cita", url=fault_agent.url("/slow/1"), max_concurrency=1)
         make_agent("venta", url=fault_agent.url("/ok"))
@@ -235,7 +234,7 @@ async def test_ready_is_503_once_draining_begins(gateway, make_agent):
 async def test_the_access_line_names_the_key_never_the_key_itself(
     gateway, make_agent, fault_agent, caplog
 ):
-    from agents.services import api_key_create
+    from access.services import api_key_create
 
     make_agent("cita", url=fault_agent.url("/ok"))
     _, plain = in_thread(lambda: api_key_create(name="n8n-prod"))
@@ -246,4 +245,3 @@ async def test_the_access_line_names_the_key_never_the_key_itself(
     lines = [r for r in caplog.records if getattr(r, "path", "") == CHAT]
     assert [getattr(r, "key", None) for r in lines] == ["n8n-prod"]
     assert plain not in caplog.text
-

@@ -121,7 +121,7 @@ def test_auth_stays_on_after_the_last_admin_key_is_deleted_even_across_restarts(
     assert log_events(first, "startup")[0]["auth"] == "off"
 
     plain = live_db.python(
-        "from agents.services import api_key_create\nprint(api_key_create(name='n8n')[1])"
+        "from access.services import api_key_create\nprint(api_key_create(name='n8n')[1])"
     ).strip()
     seconds_until(lambda: httpx.post(f"{first.url}{CHAT}", json=body).status_code == 401, 2.0)
     changes = log_events(first, "auth_changed")
@@ -129,7 +129,7 @@ def test_auth_stays_on_after_the_last_admin_key_is_deleted_even_across_restarts(
     key = {"X-API-Key": plain}
     assert httpx.post(f"{first.url}{CHAT}", json=body, headers=key).status_code == 200
 
-    live_db.python("from agents.models import ApiKey; ApiKey.objects.all().delete()")
+    live_db.python("from access.models import ApiKey; ApiKey.objects.all().delete()")
     seconds_until(
         lambda: httpx.post(f"{first.url}{CHAT}", json=body, headers=key).status_code == 401, 2.0
     )  # the deleted key no longer works ...
@@ -139,7 +139,8 @@ def test_auth_stays_on_after_the_last_admin_key_is_deleted_even_across_restarts(
     assert httpx.post(f"{second.url}{CHAT}", json=body).status_code == 401
     startup = log_events(second, "startup")[0]
     assert (startup["auth"], startup["auth_reason"]) == (
-        "on", "API keys exist or existed in the admin"
+        "on",
+        "API keys exist or existed in the admin",
     )
 
     off = gateway_process(env={"GATEWAY_AUTH": "off"})  # the only way to turn it off
@@ -162,9 +163,7 @@ def test_live_gauges_across_workers_drop_deleted_agents_and_killed_workers(
     create_agent(live_db, "cita", fault_agent.url("/slow/8"), max_concurrency=7, timeout_s=12)
     create_agent(live_db, "venta", fault_agent.url("/ok"))
     metrics_dir = tmp_path / "prometheus"
-    gateway = gateway_process(
-        "--workers", "2", env={"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
-    )
+    gateway = gateway_process("--workers", "2", env={"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)})
 
     def scrape() -> str:
         return httpx.get(f"{gateway.url}/metrics", timeout=5).text

@@ -92,7 +92,7 @@ async def test_metrics_after_ok_fallback_backpressure_and_breaker(gateway, make_
     assert 'le="30.0"' in text and 'le="0.1"' in text  # buckets for 0.1-30 s
 
 
-# The live gauges, read from the registry at scrape time (gateway_project/metrics.py).
+# The live gauges, read from the registry at scrape time (chat/metrics.py).
 GAUGES = (
     "gateway_agent_concurrency_limit",
     "gateway_inflight_requests",
@@ -128,7 +128,7 @@ async def test_a_deleted_agent_leaves_the_gauges_and_comes_back_when_recreated(
 
 class TestHealth:
     async def test_each_status(self, gateway, make_agent, fault_agent):
-        from agents.registry import registry
+        from runtime.registry import registry
 
         make_agent("ok", url=fault_agent.url("/ok"))
         make_agent("off", url=fault_agent.url("/ok"), enabled=False)
@@ -176,7 +176,7 @@ class TestHealth:
     async def test_answers_within_2_5s_when_every_agent_hangs(
         self, gateway, make_agent, fault_agent
     ):
-        from agents.conf import gateway_settings
+        from gateway_project.conf import gateway_settings
 
         probe_timeout_s = gateway_settings.health_check_timeout_s  # 2 s
         for key in ("a", "b", "c", "d", "e"):

@@ -27,7 +27,7 @@ async def test_by_default_one_ip_gets_1500_requests_a_minute_through(
 async def test_an_admin_keys_own_limit_still_applies_with_the_default(
     gateway, make_agent, fault_agent
 ):
-    from agents.services import api_key_create
+    from access.services import api_key_create
 
     make_agent("cita", url=fault_agent.url("/ok"))
     _, plain = in_thread(lambda: api_key_create(name="limited", requests_per_minute=2))

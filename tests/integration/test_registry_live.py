@@ -67,7 +67,7 @@ async def test_disabling_an_agent_takes_effect_without_restart(gateway, make_age
 
 
 async def test_breaker_state_survives_a_save_that_keeps_the_url(gateway, make_agent, fault_agent):
-    from agents.registry import registry
+    from runtime.registry import registry
 
     agent = make_agent(
         "cita", url=fault_agent.url("/status/500"), breaker_fail_max=2, breaker_reset_s=60
@@ -95,7 +95,7 @@ async def test_breaker_state_survives_a_save_that_keeps_the_url(gateway, make_ag
 
 
 async def test_a_replaced_client_finishes_its_in_flight_call(gateway, make_agent, fault_agent):
-    from agents.registry import registry
+    from runtime.registry import registry
 
     agent = make_agent("cita", url=fault_agent.url("/slow/0.8"), timeout_s=5)
     in_flight = asyncio.create_task(gateway.post(CHAT, json=chat_body()))

@@ -12,8 +12,8 @@ import tracemalloc
 
 import pytest
 
-from agents import calls
-from agents.registry import registry
+from runtime import calls
+from runtime.registry import registry
 from tests.conftest import chat_body
 from tests.fault_agent import refused_url
 

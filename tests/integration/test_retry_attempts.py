@@ -10,9 +10,9 @@ import time
 import httpx
 import pytest
 
-from agents import calls
-from agents.client import NotSentConnectionError, RetryableConnectionError, map_httpx_errors
-from agents.errors import AgentTimeoutError
+from runtime import calls
+from runtime.client import NotSentConnectionError, RetryableConnectionError, map_httpx_errors
+from runtime.errors import AgentTimeoutError
 from tests.conftest import chat_body
 from tests.fault_agent import FaultAgent
 

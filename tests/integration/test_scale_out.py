@@ -115,7 +115,7 @@ class AdminSession:
         assert response.status_code == 302, response.text[:500]
 
     def run_action(self, model: str, action: str, ids: list[int]) -> None:
-        changelist = f"/admin/agents/{model}/"
+        changelist = f"/admin/{model}/"
         self.http.get(changelist)
         response = self.http.post(changelist, data={
             "action": action, "_selected_action": [str(i) for i in ids], "index": "0",
@@ -153,7 +153,7 @@ def agent_id(db: LiveDatabase, key: str) -> int:
 
 def create_api_key(db: LiveDatabase) -> tuple[int, str]:
     out = db.python(
-        "from agents.services import api_key_create\n"
+        "from access.services import api_key_create\n"
         "key, plain = api_key_create(name='n8n')\n"
         "print(key.pk, plain)"
     )
@@ -182,13 +182,13 @@ def test_an_admin_change_through_one_gateway_is_served_by_the_other_within_1s(
     assert chat(second, **auth).status_code == 200
     admin = AdminSession(first)
     try:
-        admin.run_action("agent", "disable_selected", [cita])
+        admin.run_action("agents/agent", "disable_selected", [cita])
         assert seconds_until(lambda: chat(second, **auth).headers.get(
             "X-Gateway-Fallback") == "disabled", limit=1.0) < 1.0  # fmt: skip
-        admin.run_action("agent", "enable_selected", [cita])
+        admin.run_action("agents/agent", "enable_selected", [cita])
         assert seconds_until(lambda: "X-Gateway-Fallback" not in chat(second, **auth).headers,
                              limit=1.0) < 1.0  # fmt: skip
-        admin.run_action("apikey", "revoke_selected", [key_id])
+        admin.run_action("access/apikey", "revoke_selected", [key_id])
         assert seconds_until(lambda: chat(second, **auth).status_code == 401, limit=1.0) < 1.0
         assert chat(first, **auth).status_code == 401
     finally:
@@ -221,7 +221,7 @@ def test_with_redis_down_chat_works_and_changes_arrive_by_polling_within_2s(
         assert is_enabled(gateway)
     admin = AdminSession(first)  # the login lockout's cache is Redis too: it fails open
     try:
-        admin.run_action("agent", "disable_selected", [agent_id(live_db, "cita")])
+        admin.run_action("agents/agent", "disable_selected", [agent_id(live_db, "cita")])
         assert seconds_until(lambda: is_disabled(second), limit=2.0) < 2.0
     finally:
         admin.close()
@@ -261,7 +261,7 @@ def test_with_postgres_down_chat_works_ready_says_so_and_recovery_needs_no_resta
         assert seconds_until(partial(database_is, gateway, "ok"), limit=2.0) < 2.0
     admin = AdminSession(second)  # and a change after the outage still reaches both
     try:
-        admin.run_action("agent", "disable_selected", [agent_id(live_db, "cita")])
+        admin.run_action("agents/agent", "disable_selected", [agent_id(live_db, "cita")])
         assert seconds_until(lambda: is_disabled(first), limit=1.0) < 1.0
     finally:
         admin.close()

@@ -14,7 +14,7 @@ CHAT = "/api/agent/chat"
 
 def create_key(name: str, agents: tuple = (), **fields) -> str:
     """An ApiKey row (committed); returns the plain key, as the admin shows it once."""
-    from agents.services import api_key_create
+    from access.services import api_key_create
 
     def create() -> str:
         api_key, plain = api_key_create(name=name, **fields)
@@ -34,7 +34,7 @@ class TestApiKeys:
     async def test_admin_key_is_accepted_and_stored_only_as_a_hash(
         self, gateway, make_agent, fault_agent
     ):
-        from agents.models import ApiKey
+        from access.models import ApiKey
 
         make_agent("cita", url=fault_agent.url("/ok"))
         plain = create_key("n8n-prod")
@@ -75,7 +75,8 @@ class TestApiKeys:
     async def test_deleting_its_only_agent_disables_a_key_instead_of_widening_it(
         self, gateway, make_agent, fault_agent
     ):
-        from agents.models import Agent, ApiKey
+        from access.models import ApiKey
+        from agents.models import Agent
 
         cita = make_agent("cita", url=fault_agent.url("/ok"))
         venta = make_agent("venta", url=fault_agent.url("/ok"))
@@ -96,7 +97,7 @@ class TestApiKeys:
         assert allowed.status_code == 200
 
     async def test_revoking_the_last_key_keeps_auth_on(self, gateway, make_agent, fault_agent):
-        from agents.models import ApiKey
+        from access.models import ApiKey
 
         make_agent("cita", url=fault_agent.url("/ok"))
         plain = create_key("soon-revoked")
@@ -108,7 +109,7 @@ class TestApiKeys:
         assert (await post(gateway)).status_code == 401
 
     async def test_use_is_written_back_by_the_poller(self, gateway, make_agent, fault_agent):
-        from agents.models import ApiKey
+        from access.models import ApiKey
 
         make_agent("cita", url=fault_agent.url("/ok"))
         plain = create_key("busy")
@@ -127,7 +128,7 @@ def _revoke(api_key) -> None:
 
 def test_a_revoked_key_stops_working_in_every_worker_within_2s(live_db, gateway_process):
     plain = live_db.python(
-        "from agents.services import api_key_create\nprint(api_key_create(name='shared')[1])"
+        "from access.services import api_key_create\nprint(api_key_create(name='shared')[1])"
     ).strip()
     workers = [gateway_process(env={"REGISTRY_POLL_INTERVAL_S": "1.0"}) for _ in range(2)]
     headers = {"X-API-Key": plain}
@@ -137,7 +138,7 @@ def test_a_revoked_key_stops_working_in_every_worker_within_2s(live_db, gateway_
 
     revoked_at = float(
         live_db.python(
-            "import time\nfrom agents.models import ApiKey\n"
+            "import time\nfrom access.models import ApiKey\n"
             "k = ApiKey.objects.get(name='shared'); k.enabled = False; k.save()\n"
             "print(time.time())"
         ).strip()
@@ -272,7 +273,7 @@ def test_no_key_reaches_the_logs(live_db, gateway_process, fault_agent):
     at DEBUG, across answered, refused, failed and invalid requests."""
     admin_key = live_db.python(
         "from agents.models import Agent, RoutingName\n"
-        "from agents.services import api_key_create\n"
+        "from access.services import api_key_create\n"
         f"a = Agent.objects.create(key='cita', name='Cita', url='{fault_agent.url('/ok')}')\n"
         "RoutingName.objects.create(agent=a, name='cita')\n"
         f"b = Agent.objects.create(key='venta', name='V', url='{fault_agent.url('/status/500')}')\n"

@@ -12,7 +12,7 @@ CHAT = "/api/agent/chat"
 
 FLEET = """
 import json
-from agents.worker_state import fleet_status
+from fleet.worker_state import fleet_status
 print(json.dumps({k: {"breakers": v.breakers, "inflight": v.inflight, "requests": v.requests_5m,
                       "fallbacks": v.fallbacks_5m} for k, v in fleet_status().items()}))
 """

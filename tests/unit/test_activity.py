@@ -1,4 +1,4 @@
-from agents.activity import BUCKET_S, WINDOW_S, ActivityWindow
+from fleet.activity import BUCKET_S, WINDOW_S, ActivityWindow
 
 
 class Clock:

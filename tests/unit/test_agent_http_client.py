@@ -5,7 +5,7 @@ from typing import Any
 import httpx
 import pytest
 
-from agents.transport import AgentHttpClient
+from runtime.transport import AgentHttpClient
 
 CLIENT_HEADERS = {"Content-Type": "application/json", "User-Agent": "agent-gateway/test"}
 

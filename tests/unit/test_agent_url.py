@@ -3,7 +3,7 @@
 import pytest
 from django.core.exceptions import ValidationError
 
-from agents.models import http_url_validator
+from agents.models.configuration import http_url_validator
 
 
 @pytest.mark.parametrize(

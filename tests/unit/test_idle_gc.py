@@ -1,6 +1,6 @@
 import asyncio
 
-from gateway_project.idle_gc import IdleCollector
+from edge.idle_gc import IdleCollector
 
 
 class Passes:

@@ -1,6 +1,6 @@
 """The in-memory key store: lookup by digest, revocation, batched last-used writes."""
 
-from agents.keys import LAST_USED_WRITE_INTERVAL_S, KeyEntry, KeyStore, key_digest
+from access.keys import LAST_USED_WRITE_INTERVAL_S, KeyEntry, KeyStore, key_digest
 
 
 def entry(key_id: int = 1, enabled: bool = True) -> KeyEntry:

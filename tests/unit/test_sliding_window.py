@@ -6,7 +6,7 @@ from limits import RateLimitItemPerMinute
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.storage import storage_from_string
 
-from gateway_project.sliding_window import SlidingWindowCounters
+from access.sliding_window import SlidingWindowCounters
 
 
 class Clock:

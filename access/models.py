@@ -1,0 +1,44 @@
+"""API keys: who may call the chat endpoint, which agents it may reach, at what rate."""
+
+from django.db import models
+
+from agents.models.configuration import bounds_validators
+
+
+class ApiKey(models.Model):
+    """A caller's key for the chat endpoint. Only its SHA-256 digest is stored; the key itself is
+    shown once, when it is created."""
+
+    name = models.CharField(max_length=100, unique=True, help_text="Who uses this key (n8n prod…).")
+    prefix = models.CharField(
+        max_length=16, editable=False, help_text="The key's first characters, to recognise it."
+    )
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    enabled = models.BooleanField(
+        default=True, help_text="Untick to revoke: every worker refuses the key within 2 s."
+    )
+    allowed_agents = models.ManyToManyField(
+        "agents.Agent",
+        blank=True,
+        related_name="api_keys",
+        help_text="Agents this key may reach. None selected: every agent. Others get a 403.",
+    )
+    requests_per_minute = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=bounds_validators(1, 1_000_000),
+        help_text="Rate limit for this key; more requests get a 429 with Retry-After. "
+        "Blank: the RATE_LIMIT_PER_MINUTE setting.",
+    )
+    last_used_at = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="Updated about once a minute."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "agents_apikey"  # the table it had in the agents app
+        ordering = ["name"]
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"

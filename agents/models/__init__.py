@@ -1,0 +1,33 @@
+"""The agents app's tables: configuration (what admins edit) apart from operational state (what
+the gateway writes). API keys are the access app's (access/models.py)."""
+
+from agents.models.configuration import (
+    DEFAULT_CONNECT_TIMEOUT_S,
+    DEFAULT_FALLBACK_REPLY,
+    Agent,
+    AgentURLValidator,
+    PayloadFormat,
+    RetryOn,
+    RoutingName,
+    default_health_url,
+    default_timeout_s,
+    normalize_routing_name,
+)
+from agents.models.operational import BreakerReset, ConfigVersion, HealthResult, WorkerStatus
+
+__all__ = [
+    "DEFAULT_CONNECT_TIMEOUT_S",
+    "DEFAULT_FALLBACK_REPLY",
+    "Agent",
+    "AgentURLValidator",
+    "BreakerReset",
+    "ConfigVersion",
+    "HealthResult",
+    "PayloadFormat",
+    "RetryOn",
+    "RoutingName",
+    "WorkerStatus",
+    "default_health_url",
+    "default_timeout_s",
+    "normalize_routing_name",
+]

@@ -1,0 +1,264 @@
+"""The configuration admins edit: agents and their routing names. No I/O here beyond the ORM."""
+
+import re
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator, URLValidator
+from django.db import models
+from django.utils.regex_helper import _lazy_re_compile
+
+DEFAULT_FALLBACK_REPLY = "No pude conectar con el agente. Intenta de nuevo en un momento."
+
+
+class AgentURLValidator(URLValidator):
+    """URLValidator that also accepts single-label host names: agents are often reached by a
+    Docker Compose or Kubernetes service name (http://agent-cita:8000/chat), which has no TLD."""
+
+    host_re = (
+        "("
+        + URLValidator.hostname_re
+        + "(?:"
+        + URLValidator.domain_re
+        + URLValidator.tld_re
+        + ")?|localhost)"
+    )
+    regex = _lazy_re_compile(
+        r"^(?:[a-z0-9.+-]*)://"
+        r"(?:[^\s:@/]+(?::[^\s:@/]*)?@)?"
+        r"(?:" + URLValidator.ipv4_re + "|" + URLValidator.ipv6_re + "|" + host_re + ")"
+        r"(?::[0-9]{1,5})?"
+        r"(?:[/?#][^\s]*)?"
+        r"\Z",
+        re.IGNORECASE,
+    )
+
+
+http_url_validator = AgentURLValidator(
+    schemes=["http", "https"],
+    message="Enter an http:// or https:// URL, e.g. http://10.0.0.5:8001/chat.",
+)
+
+
+def default_timeout_s() -> float:
+    """The Go gateway's AGENT_TIMEOUT keeps its meaning as the default for new agents."""
+    return float(settings.AGENT_TIMEOUT)
+
+
+def bounds_validators(low: float, high: float, unit: str = "") -> list:
+    suffix = f" {unit}" if unit else ""
+    return [
+        MinValueValidator(
+            low, message=f"Must be at least {low:g}{suffix}; raise it to {low:g} or more."
+        ),
+        MaxValueValidator(
+            high, message=f"Must be at most {high:g}{suffix}; lower it to {high:g} or less."
+        ),
+    ]
+
+
+def normalize_routing_name(value: str) -> str:
+    """Routing names compare trimmed and case-insensitively, so they are stored that way."""
+    return value.strip().lower()
+
+
+class PayloadFormat(models.TextChoices):
+    CONTEXT = "context", "context (original contract)"
+    FLAT = "flat", "flat (newer agents)"
+
+
+class RetryOn(models.TextChoices):
+    CONNECT_OR_RESET = "connect_or_reset", "connect_or_reset (refused, or reset before any reply)"
+    CONNECT = "connect", "connect (only if the agent cannot have received the request)"
+
+
+DEFAULT_CONNECT_TIMEOUT_S = 5.0
+
+
+class Agent(models.Model):
+    key = models.SlugField(
+        max_length=64,
+        unique=True,
+        help_text="Stable identifier used in logs, metrics and the 'agent_used' reply field.",
+    )
+    name = models.CharField(max_length=120)
+    url = models.CharField(
+        "URL",
+        max_length=500,
+        validators=[http_url_validator],
+        help_text="Where the gateway POSTs the chat payload.",
+    )
+    health_url = models.CharField(
+        "health URL",
+        max_length=500,
+        blank=True,
+        validators=[http_url_validator],
+        help_text="GET target for health checks. Blank: the URL's scheme and host with /health.",
+    )
+    enabled = models.BooleanField(
+        default=True, help_text="Disabled agents are never called; callers get the fallback reply."
+    )
+    payload_format = models.CharField(
+        max_length=16, choices=PayloadFormat.choices, default=PayloadFormat.CONTEXT
+    )
+    timeout_s = models.FloatField(
+        "timeout (s)",
+        default=default_timeout_s,
+        validators=bounds_validators(0.5, 120, "s"),
+        help_text="The whole call (connect, send, wait, read, retry) ends within this; "
+        "then the caller gets the fallback reply.",
+    )
+    connect_timeout_s = models.FloatField(
+        "connect timeout (s)",
+        default=DEFAULT_CONNECT_TIMEOUT_S,
+        validators=bounds_validators(0.1, 60, "s"),
+        help_text="How long to wait for a TCP/TLS connection before giving up on this attempt; "
+        "never more than the timeout. Left unchanged while the timeout is lowered below it, it "
+        "is lowered to the timeout; set above the timeout, it is an error.",
+    )
+    max_concurrency = models.PositiveIntegerField(
+        default=25,
+        validators=bounds_validators(1, 1000),
+        help_text="Calls in flight at once per gateway process; one more gets an immediate 503 "
+        "with Retry-After instead of queueing.",
+    )
+    max_connections = models.PositiveIntegerField(
+        default=25,
+        validators=bounds_validators(1, 1000),
+        help_text="Open connections to the agent per gateway process; waiting for one counts "
+        "against the timeout.",
+    )
+    breaker_fail_max = models.PositiveIntegerField(
+        "breaker: failures to open",
+        default=3,
+        validators=bounds_validators(1, 100),
+        help_text="Consecutive failures (timeout, connection error, 5xx, bad body) that open the "
+        "circuit; while open, callers get the fallback at once and the agent is not called.",
+    )
+    breaker_reset_s = models.FloatField(
+        "breaker: reset after (s)",
+        default=30.0,
+        validators=bounds_validators(1, 3600, "s"),
+        help_text="How long the circuit stays open before a few probe calls are let through.",
+    )
+    retries = models.PositiveSmallIntegerField(
+        default=1,
+        validators=bounds_validators(0, 3),
+        help_text="Extra attempts, only on the connection failures 'retry on' names; always "
+        "inside the timeout.",
+    )
+    retry_on = models.CharField(
+        "retry on",
+        max_length=16,
+        choices=RetryOn.choices,
+        default=RetryOn.CONNECT_OR_RESET,
+        help_text="connect_or_reset: retry when the connection was refused, or reset or closed "
+        "before any response byte (the agent may have received the request). connect, for "
+        "agents with side effects: retry only when the request cannot have reached the agent "
+        "(refused, connect error, or a kept-alive connection found closed before the request "
+        "was written). Every attempt carries Idempotency-Key and X-Gateway-Attempt.",
+    )
+    fallback_reply = models.TextField(
+        blank=True,
+        max_length=2000,
+        help_text=f"Reply sent to n8n when this agent fails. Blank: “{DEFAULT_FALLBACK_REPLY}”",
+    )
+    is_fallback_route = models.BooleanField(
+        "fallback route",
+        default=False,
+        help_text="Requests whose modalidad matches no routing name go to this agent "
+        "(at most one agent) instead of getting a 400.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["key"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_fallback_route"],
+                condition=models.Q(is_fallback_route=True),
+                name="agents_single_fallback_route",
+                violation_error_message="Another agent is already the fallback route; "
+                "untick it there first.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.name})"
+
+    # The connect timeout this instance was loaded with (the default for a new agent): one
+    # still at that value is not "set" by the edit being validated (see clean_fields).
+    _stored_connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S
+
+    @classmethod
+    def from_db(cls, db: Any, field_names: Any, values: Any) -> "Agent":
+        agent = super().from_db(db, field_names, values)
+        agent._stored_connect_timeout_s = agent.__dict__.get(
+            "connect_timeout_s", DEFAULT_CONNECT_TIMEOUT_S
+        )
+        return agent
+
+    @property
+    def effective_connect_timeout_s(self) -> float:
+        """What a call uses: the connect timeout, at most the timeout."""
+        return min(float(self.connect_timeout_s), float(self.timeout_s))
+
+    def clean_fields(self, exclude: Any = None) -> None:
+        super().clean_fields(exclude=exclude)
+        # Here rather than in clean(): a form without the field (the list's editable "enabled")
+        # must get a form-wide error, not a ValueError for a field it does not have.
+        if self.connect_timeout_s and self.timeout_s and self.connect_timeout_s > self.timeout_s:
+            excluded = set(exclude or ())
+            if (
+                not {"connect_timeout_s", "timeout_s"} & excluded
+                and self.connect_timeout_s == self._stored_connect_timeout_s
+            ):
+                # An edit that lowers the timeout below a connect timeout it leaves alone (a new
+                # agent's default 5 s included) caps the connect timeout: contract §5.
+                self.connect_timeout_s = self.timeout_s
+                return
+            message = "Must not exceed the timeout; lower it or raise the timeout."
+            if exclude and "connect_timeout_s" in exclude:
+                raise ValidationError(f"Connect timeout (s): {message}")
+            raise ValidationError({"connect_timeout_s": message})
+
+    @property
+    def effective_health_url(self) -> str:
+        return self.health_url or default_health_url(self.url)
+
+
+def default_health_url(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}/health"
+
+
+class RoutingName(models.Model):
+    """A `config.modalidad` value that routes to an agent (stored trimmed and lower-case)."""
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="routing_names")
+    name = models.CharField(
+        max_length=100,
+        unique=True,
+        help_text="Compared with config.modalidad trimmed and case-insensitively.",
+    )
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "routing name (modalidad)"
+        verbose_name_plural = "routing names (modalidades)"
+
+    def __str__(self) -> str:
+        return self.name
+
+    def save(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        self.name = normalize_routing_name(self.name)
+        super().save(*args, **kwargs)
+
+    def clean(self) -> None:
+        self.name = normalize_routing_name(self.name)
+        if not self.name:
+            raise ValidationError({"name": "Must not be empty or only spaces."})
+        super().clean()

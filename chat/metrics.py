@@ -1,0 +1,70 @@
+"""The chat answers' Prometheus series (the contract's sections 3 and 5): requests by agent and
+status, their duration, agents' HTTP statuses and errors, unrouted requests.
+
+Label values are bounded: agent keys come from the registry; a chat answer given before any
+agent was chosen is counted under NONE, one whose modalidad routes nowhere under UNROUTED, never
+as the raw string. These are ordinary prometheus_client metrics, summed across workers by its
+multiprocess mode; the live gauges (in flight, breaker, limit) are fleet/live_gauges.py.
+"""
+
+from typing import Any
+
+from prometheus_client import Counter, Histogram
+from prometheus_client.metrics import MetricWrapperBase
+
+from runtime.errors import AgentBadStatusError
+
+NONE = "_none"
+UNROUTED = "_unrouted"
+CLIENT_LEFT = 499  # the status a chat request is counted with when its caller left first
+
+
+# Agent calls take 0.1-30 s; finer steps below 1 s for the fast paths (fallbacks, 503s).
+LATENCY_BUCKETS = (0.005, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 8, 12, 16, 20, 25, 30, 45, 60)
+
+requests_total = Counter(
+    "gateway_requests", "Chat requests answered, by agent and HTTP status.", ["agent", "status"]
+)
+request_duration = Histogram(
+    "gateway_request_duration_seconds",
+    "Chat request duration, by agent.",
+    ["agent"],
+    buckets=LATENCY_BUCKETS,
+)
+upstream_status = Counter(
+    "gateway_upstream_http_status", "HTTP statuses agents answered.", ["agent", "status_code"]
+)
+agent_errors = Counter(
+    "gateway_agent_error",
+    "Agent calls that ended in a fallback or refusal.",
+    ["agent", "error_type"],
+)
+unrouted_total = Counter(
+    "gateway_unrouted_requests",
+    "Requests whose modalidad matched no routing name and went to the fallback route.",
+)
+
+
+# (metric, label values) -> its child. prometheus_client's labels() converts the values, takes
+# a lock and looks the child up on every call; a chat request makes several such lookups.
+_children: dict[tuple[MetricWrapperBase, tuple[str, ...]], Any] = {}
+
+
+def series(metric: MetricWrapperBase, *labels: str) -> Any:
+    """`metric.labels(*labels)`, looked up once per process."""
+    child = _children.get((metric, labels))
+    if child is None:
+        child = _children[(metric, labels)] = metric.labels(*labels)
+    return child
+
+
+def request_done(agent: str, status: int, seconds: float) -> None:
+    series(requests_total, agent, str(status)).inc()
+    series(request_duration, agent).observe(seconds)
+
+
+def agent_error(agent: str, exc: Exception) -> None:
+    reason = getattr(exc, "reason", "connection")
+    series(agent_errors, agent, reason).inc()
+    if isinstance(exc, AgentBadStatusError):
+        series(upstream_status, agent, str(exc.status_code)).inc()

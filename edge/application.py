@@ -1,0 +1,136 @@
+"""GatewayFront: request id, access log, the count of every chat answer, lifespan, idle
+collection, and dispatch between the two handlers."""
+
+import asyncio
+import gc
+import logging
+import time
+from typing import Any
+
+from django.core.handlers.asgi import ASGIHandler
+
+from chat import metrics
+from chat.pipeline import CHAT_PATH
+from edge.idle_gc import IdleCollector
+from edge.lean_handler import HotPathHandler
+from edge.startup_log import log_startup
+from fleet import live_gauges
+from fleet.sync import registry_sync
+from health.views import close_probe_clients
+from observability.context import RequestContext, request_context, request_id_from
+from runtime.draining import draining
+from runtime.registry import registry
+
+access_logger = logging.getLogger("gateway.access")
+
+HOT_PATHS = frozenset({CHAT_PATH, "/health", "/health/live", "/health/ready", "/metrics"})
+QUIET_PATHS = frozenset({"/health/live", "/health/ready", "/metrics"})
+
+
+class GatewayFront:
+    def __init__(self) -> None:
+        self.hot = HotPathHandler()
+        self.stock = ASGIHandler()
+        self.idle_gc = IdleCollector()
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self.http(scope, receive, send)
+        elif kind == "lifespan":
+            await self.lifespan(receive, send)
+        elif kind == "websocket":
+            await send({"type": "websocket.close", "code": 1003})
+
+    async def http(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        raw_id = next((v for k, v in scope.get("headers", ()) if k == b"x-request-id"), None)
+        ctx = RequestContext(
+            request_id=request_id_from(raw_id), method=scope["method"], path=scope["path"]
+        )
+        token = request_context.set(ctx)
+        id_header = (b"x-request-id", ctx.request_id.encode("ascii"))
+        is_chat = scope["path"] == CHAT_PATH
+
+        async def send_with_id(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), id_header]
+                ctx.status = message["status"]
+                if is_chat:  # counted as it is sent: a worker killed later cannot lose it
+                    _count_chat_answer(ctx, ctx.status)
+            await send(message)
+
+        self.idle_gc.enter()
+        try:
+            await registry_sync.ensure_started()
+            handler = self.hot if scope["path"] in HOT_PATHS else self.stock
+            await handler(scope, receive, send_with_id)
+        finally:
+            if is_chat and ctx.status == 0:  # the caller left before any answer
+                _count_chat_answer(ctx, metrics.CLIENT_LEFT)
+            self.idle_gc.leave()
+            _log_access(ctx)
+            request_context.reset(token)
+
+    async def lifespan(self, receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await registry_sync.ensure_started()
+                    draining.watch_stop_signals()
+                    live_gauges.live_publisher.start()
+                    log_startup()
+                except Exception as exc:
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                # Everything loaded so far (Django, the apps, the registry) lives as long as the
+                # process: keep it out of the collector's full passes, which otherwise walk it
+                # all and stall every request in flight (the p99 of bench/README.md).
+                gc.collect()
+                gc.freeze()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                draining.begin("lifespan shutdown")
+                self.idle_gc.cancel()
+                await asyncio.to_thread(registry_sync.stop)
+                await registry.aclose()
+                await close_probe_clients()
+                live_gauges.process_exit()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def _count_chat_answer(ctx: RequestContext, status: int) -> None:
+    """Every chat answer once: by the agent chosen, else `_none` (refused before routing)."""
+    metrics.request_done(ctx.agent or metrics.NONE, status, time.perf_counter() - ctx.started)
+
+
+def _outcome_from_status(status: int) -> str | None:
+    """The outcome of a request whose handler recorded none: refused before any agent call
+    (401, 400, 429, ...), or the caller gone before an answer was sent."""
+    if status == 0:
+        return "disconnected"
+    return "rejected" if 400 <= status < 500 else None
+
+
+def _log_access(ctx: RequestContext) -> None:
+    level = logging.DEBUG if ctx.path in QUIET_PATHS else logging.INFO
+    if not access_logger.isEnabledFor(level):
+        return
+    outcome = ctx.outcome or _outcome_from_status(ctx.status)
+    access_logger.log(
+        level,
+        "request",
+        extra={
+            "event": "request",
+            "method": ctx.method,
+            "path": ctx.path,
+            "status": ctx.status,
+            "agent": ctx.agent,
+            "key": ctx.key_name,
+            "session_id": ctx.session_id,
+            "duration_ms": round((time.perf_counter() - ctx.started) * 1000, 2),
+            "outcome": outcome,
+            "message_preview": ctx.message_preview,
+        },
+    )

@@ -1,0 +1,40 @@
+"""The one structured startup event: what this process serves, and no secrets."""
+
+import logging
+
+from django.conf import settings
+
+from access.auth import auth_change_log, auth_state
+from gateway_project.conf import gateway_settings
+from runtime.registry import registry
+
+logger = logging.getLogger("gateway.startup")
+
+
+def log_startup() -> None:
+    snapshot = registry.snapshot
+    auth_on, auth_reason = auth_state()
+    auth_change_log.last = auth_on
+    logger.info(
+        "gateway started",
+        extra={
+            "event": "startup",
+            "version": gateway_settings.version,
+            "agents": {
+                r.key: {"enabled": r.spec.enabled, "timeout_s": r.spec.timeout_s}
+                for r in snapshot.agents.values()
+            },
+            "registry_version": snapshot.version,
+            "cors_allow_all": settings.CORS_ALLOW_ALL_ORIGINS,
+            "cors_origins": settings.CORS_ALLOWED_ORIGINS,
+            "cors_credentials": settings.CORS_ALLOW_CREDENTIALS,
+            "auth": "on" if auth_on else "off",
+            "auth_reason": auth_reason,
+            "debug": settings.DEBUG,
+        },
+    )
+    if not auth_on and not settings.DEBUG:
+        logger.warning(
+            "no API key configured: anyone who can reach the gateway can call the agents",
+            extra={"event": "auth_off"},
+        )

@@ -1,0 +1,59 @@
+"""Requests and fallbacks per agent over the last five minutes, in this process.
+
+Ten-second buckets in a ring: recording is two integer increments on the event loop, and the
+totals are summed when the worker publishes its state (fleet/worker_state.py), not per request.
+"""
+
+import time
+from collections.abc import Callable
+
+WINDOW_S = 300
+BUCKET_S = 10
+_BUCKETS = WINDOW_S // BUCKET_S
+
+
+class ActivityWindow:
+    __slots__ = ("_clock", "_fallbacks", "_requests", "_stamps")
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._stamps = [-1] * _BUCKETS
+        self._requests = [0] * _BUCKETS
+        self._fallbacks = [0] * _BUCKETS
+
+    def record(self, *, fallback: bool) -> None:
+        stamp = int(self._clock()) // BUCKET_S
+        slot = stamp % _BUCKETS
+        if self._stamps[slot] != stamp:
+            self._stamps[slot] = stamp
+            self._requests[slot] = 0
+            self._fallbacks[slot] = 0
+        self._requests[slot] += 1
+        if fallback:
+            self._fallbacks[slot] += 1
+
+    def totals(self) -> tuple[int, int]:
+        """(requests, fallbacks) in the buckets of the last WINDOW_S seconds."""
+        oldest = int(self._clock()) // BUCKET_S - _BUCKETS + 1
+        live = [i for i, stamp in enumerate(self._stamps) if stamp >= oldest]
+        return sum(self._requests[i] for i in live), sum(self._fallbacks[i] for i in live)
+
+
+_windows: dict[str, ActivityWindow] = {}
+
+
+def activity_record(agent: str, *, fallback: bool) -> None:
+    window = _windows.get(agent)
+    if window is None:
+        window = _windows[agent] = ActivityWindow()
+    window.record(fallback=fallback)
+
+
+def activity_totals(agent: str) -> tuple[int, int]:
+    window = _windows.get(agent)
+    return window.totals() if window is not None else (0, 0)
+
+
+def activity_clear() -> None:
+    """Forget everything (tests)."""
+    _windows.clear()

@@ -1,0 +1,128 @@
+"""What each serving process tells the admin about its agents, and the admin's commands back.
+
+Every serving process publishes, from its registry poller thread every PUBLISH_INTERVAL_S, one
+WorkerStatus row: per agent its breaker state, calls in flight and the last five minutes'
+requests and fallbacks. The admin reads the rows of live workers (`fleet_status`), so its columns
+show the serving processes, not the admin process's own registry. "Reset breaker" works the other
+way: the admin writes a BreakerReset row and bumps the `commands` version; each process's poller
+sees the version move and closes that agent's breaker on its event loop.
+"""
+
+import os
+import socket
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from django.db.models import Max
+from django.utils import timezone
+
+from agents.models import BreakerReset, WorkerStatus
+from fleet.activity import activity_totals
+from runtime.registry import AgentRegistry
+
+PUBLISH_INTERVAL_S = 2.0
+LIVE_WITHIN_S = 15.0
+PRUNE_AFTER = timedelta(hours=1)
+
+
+def worker_id() -> str:
+    """host:pid, read when called (uvicorn workers are forked or spawned after import)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def worker_state_collect(target: AgentRegistry) -> dict[str, Any]:
+    agents = {}
+    for key, runtime in target.snapshot.agents.items():
+        requests, fallbacks = activity_totals(key)
+        agents[key] = {
+            "breaker": runtime.breaker.state,
+            "inflight": runtime.limiter.inflight,
+            "limit": runtime.limiter.limit,
+            "requests_5m": requests,
+            "fallbacks_5m": fallbacks,
+        }
+    return {"agents": agents}
+
+
+def worker_state_publish(target: AgentRegistry) -> None:
+    now = timezone.now()
+    WorkerStatus.objects.update_or_create(
+        worker_id=worker_id(), defaults={"updated_at": now, "state": worker_state_collect(target)}
+    )
+    WorkerStatus.objects.filter(updated_at__lt=now - PRUNE_AFTER).delete()
+
+
+def worker_state_withdraw() -> None:
+    """Remove this process's row (clean shutdown), so the admin stops counting it at once."""
+    WorkerStatus.objects.filter(worker_id=worker_id()).delete()
+
+
+class BreakerResetFollower:
+    """Applies the admin's breaker resets that were requested after this process started."""
+
+    def __init__(self) -> None:
+        self._last_seen: int | None = None
+
+    def apply_new(self, target: AgentRegistry) -> list[str]:
+        if self._last_seen is None:
+            self._last_seen = BreakerReset.objects.aggregate(last=Max("id"))["last"] or 0
+            return []
+        resets = list(
+            BreakerReset.objects.filter(id__gt=self._last_seen).values_list("id", "agent_key")
+        )
+        if resets:
+            self._last_seen = max(reset_id for reset_id, _ in resets)
+            target.breakers_reset({key for _, key in resets})
+        return [key for _, key in resets]
+
+
+@dataclass
+class AgentFleetView:
+    """One agent across every live serving process."""
+
+    breakers: dict[str, str] = field(default_factory=dict)  # worker id -> state
+    inflight: int = 0
+    limit: int = 0
+    requests_5m: int = 0
+    fallbacks_5m: int = 0
+
+    @property
+    def breaker_summary(self) -> str:
+        states = sorted(set(self.breakers.values()))
+        if not states:
+            return "no worker"
+        if len(states) == 1:
+            return (
+                f"{states[0]} ({len(self.breakers)} worker{'s' if len(self.breakers) > 1 else ''})"
+            )
+        return ", ".join(
+            f"{state} ×{list(self.breakers.values()).count(state)}" for state in states
+        )
+
+    @property
+    def fallback_ratio(self) -> float | None:
+        return self.fallbacks_5m / self.requests_5m if self.requests_5m else None
+
+
+def fleet_open_breakers() -> frozenset[str]:
+    """Agents whose breaker is open in at least one live serving process."""
+    return frozenset(
+        key for key, view in fleet_status().items() if "open" in view.breakers.values()
+    )
+
+
+def fleet_status(now: Any = None) -> dict[str, AgentFleetView]:
+    """Every agent as the live serving processes last published it."""
+    now = now or timezone.now()
+    views: dict[str, AgentFleetView] = {}
+    rows = WorkerStatus.objects.filter(updated_at__gte=now - timedelta(seconds=LIVE_WITHIN_S))
+    for row in rows:
+        for key, state in (row.state.get("agents") or {}).items():
+            view = views.setdefault(key, AgentFleetView())
+            view.breakers[row.worker_id] = str(state.get("breaker", "?"))
+            view.inflight += int(state.get("inflight", 0))
+            view.limit += int(state.get("limit", 0))
+            view.requests_5m += int(state.get("requests_5m", 0))
+            view.fallbacks_5m += int(state.get("fallbacks_5m", 0))
+    return views

@@ -1,0 +1,53 @@
+"""Per-request facts shared between the ASGI front, the views and the logs.
+
+The front puts one mutable RequestContext in a context variable before dispatching; the view's
+task inherits a copy of the context but the same object, so what the view records (agent,
+outcome) is visible to the access log written by the front.
+"""
+
+import contextvars
+import re
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+_VALID_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
+
+
+@dataclass(slots=True)
+class RequestContext:
+    request_id: str
+    method: str = ""
+    path: str = ""
+    started: float = field(default_factory=time.perf_counter)
+    status: int = 0
+    agent: str | None = None
+    key_name: str | None = None  # the caller's key by name ("env-key-1", never the key)
+    # The authenticated caller (access.auth.Principal), set before the body is read.
+    principal: Any = None
+    session_id: int | None = None
+    outcome: str | None = None
+    message_preview: str | None = None
+    # Called when the agent call is let through (runtime.calls.agent_call's `before_send`): the
+    # chat fast lane starts watching for the caller's disconnect there, so answers that need no
+    # agent (refusals, an open breaker, backpressure) do not pay for a watcher task.
+    before_agent_call: Callable[[], None] | None = None
+
+
+request_context: contextvars.ContextVar[RequestContext | None] = contextvars.ContextVar(
+    "request_context", default=None
+)
+
+
+def request_id_from(raw: bytes | None) -> str:
+    """The caller's X-Request-ID when it matches the contract's pattern, else a fresh one."""
+    if raw is not None and _VALID_REQUEST_ID.fullmatch(raw):
+        return raw.decode("ascii")
+    return secrets.token_hex(16)
+
+
+def current_request_id() -> str:
+    ctx = request_context.get()
+    return ctx.request_id if ctx is not None else "-"

@@ -1,0 +1,77 @@
+"""One agent call under the agent's rules: breaker, concurrency limit, deadline, retry.
+
+The breaker sees exactly one outcome per request; the whole call, retries and backoff included,
+ends within the agent's `timeout_s`, and holds the runtime it started with (runtime/agent_runtime.py):
+an edit saved meanwhile applies to the next call, never to this one's remaining attempts.
+"""
+
+import asyncio
+import random
+from collections.abc import Callable
+
+from agents.models import RetryOn
+from runtime.agent_runtime import AgentRuntime
+from runtime.client import AgentReply, NotSentConnectionError, RetryableConnectionError
+from runtime.errors import AgentBusyError, AgentDisabledError, AgentError, AgentTimeoutError
+from runtime.specs import AgentSpec
+
+RETRY_BACKOFF_S = (0.1, 0.5)
+
+
+async def agent_call(
+    runtime: AgentRuntime,
+    body: bytes,
+    *,
+    request_id: str,
+    before_send: Callable[[], None] | None = None,
+) -> AgentReply:
+    """`before_send` runs once the call is let through (breaker and concurrency limit)."""
+    spec = runtime.spec
+    if not spec.enabled:
+        raise AgentDisabledError(spec.key)
+    limiter, breaker = runtime.limiter, runtime.breaker
+    permit = breaker.acquire()
+    if not limiter.try_acquire():
+        breaker.release(permit)
+        raise AgentBusyError(spec.key)
+    try:
+        if before_send is not None:
+            before_send()
+        with runtime.client.lease():
+            reply = await _attempts(runtime, body, request_id=request_id)
+    except AgentError as exc:
+        if exc.counts_as_failure:
+            breaker.record_failure(permit)
+        raise
+    else:
+        breaker.record_success(permit)
+        return reply
+    finally:
+        limiter.release()
+        breaker.release(permit)  # no-op after an outcome; neutral otherwise (cancelled, 4xx)
+
+
+def _may_retry(spec: AgentSpec, error: RetryableConnectionError) -> bool:
+    """`retry_on=connect` (agents with side effects): only a request that cannot have reached
+    the agent; `connect_or_reset`: also one reset or closed before any response byte."""
+    return spec.retry_on != RetryOn.CONNECT or isinstance(error, NotSentConnectionError)
+
+
+async def _attempts(runtime: AgentRuntime, body: bytes, *, request_id: str) -> AgentReply:
+    """Attempt n (1 for the first) goes out as `X-Gateway-Attempt: n`, counting attempts that
+    never reached the agent; every attempt carries the request id as its `Idempotency-Key`."""
+    spec = runtime.spec
+    client = runtime.client
+    last = spec.retries + 1
+    try:
+        async with asyncio.timeout(spec.timeout_s):
+            for attempt in range(1, last + 1):
+                try:
+                    return await client.post_json(body, request_id=request_id, attempt=attempt)
+                except RetryableConnectionError as exc:
+                    if attempt == last or not _may_retry(spec, exc):
+                        raise
+                    await asyncio.sleep(random.uniform(*RETRY_BACKOFF_S))
+    except TimeoutError as exc:
+        raise AgentTimeoutError(f"no answer within {spec.timeout_s:g}s") from exc
+    raise AssertionError("unreachable")  # pragma: no cover

@@ -1,0 +1,175 @@
+"""AgentRegistry: key -> AgentRuntime, per process, read by the hot path with no I/O.
+
+The registry holds an immutable RegistrySnapshot and replaces it whole, so a request reads one
+consistent view with a single attribute access. Snapshots are built and swapped on the event loop
+thread (`apply` hops there when called from another thread), which is also where replaced
+runtimes are retired (runtime/agent_runtime.py describes the lifecycle). The live gauges (calls in
+flight, breaker state, limits) are read from the current snapshot at scrape time
+(chat/metrics.py), so a replaced or deleted runtime is simply no longer seen.
+"""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from agents.models import normalize_routing_name
+from gateway_project.conf import gateway_settings
+from runtime.agent_runtime import AgentRuntime, ConcurrencyLimiter
+from runtime.breaker import AsyncBreaker
+from runtime.client import AgentClient
+from runtime.drain_budget import DrainWatch
+from runtime.specs import AgentSpec
+
+logger = logging.getLogger("gateway.registry")
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrySnapshot:
+    version: int = -1
+    agents: Mapping[str, AgentRuntime] = field(default_factory=lambda: MappingProxyType({}))
+    routes: Mapping[str, AgentRuntime] = field(default_factory=lambda: MappingProxyType({}))
+    fallback: AgentRuntime | None = None
+
+    @property
+    def loaded(self) -> bool:
+        return self.version >= 0
+
+
+def _on_breaker_state_change(key: str, old: str, new: str) -> None:
+    logger.warning(
+        "circuit breaker %s -> %s",
+        old,
+        new,
+        extra={"event": "breaker_state_change", "agent": key, "from": old, "to": new},
+    )
+
+
+class AgentRegistry:
+    def __init__(self) -> None:
+        self._snapshot = RegistrySnapshot()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._drain_watch = DrainWatch()
+
+    @property
+    def snapshot(self) -> RegistrySnapshot:
+        return self._snapshot
+
+    def route(self, modalidad: str) -> AgentRuntime | None:
+        snapshot = self._snapshot
+        return snapshot.routes.get(normalize_routing_name(modalidad))
+
+    def bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    def apply(self, version: int, specs: Iterable[AgentSpec]) -> None:
+        """Install the agents read at `version`; callable from any thread."""
+        specs = tuple(specs)
+        loop = self._loop
+        if loop is not None and not loop.is_closed() and not _running_on(loop):
+            loop.call_soon_threadsafe(self._install, version, specs)
+        else:
+            self._install(version, specs)
+
+    def breakers_reset(self, keys: Iterable[str]) -> None:
+        """Close these agents' breakers (the admin's "reset breaker"); callable from any thread."""
+        keys = frozenset(keys)
+        loop = self._loop
+        if loop is not None and not loop.is_closed() and not _running_on(loop):
+            loop.call_soon_threadsafe(self._reset_breakers, keys)
+        else:
+            self._reset_breakers(keys)
+
+    def _reset_breakers(self, keys: frozenset[str]) -> None:
+        for key in keys:
+            runtime = self._snapshot.agents.get(key)
+            if runtime is not None and runtime.breaker.state != "closed":
+                runtime.breaker.reset()
+                logger.warning(
+                    "circuit breaker reset from the admin",
+                    extra={"event": "breaker_reset", "agent": key},
+                )
+
+    def _install(self, version: int, specs: tuple[AgentSpec, ...]) -> None:
+        current = self._snapshot
+        if version < current.version:
+            return  # a slower reader finished after a newer snapshot was installed
+        agents: dict[str, AgentRuntime] = {}
+        for spec in specs:
+            agents[spec.key] = self._build(spec, current.agents.get(spec.key))
+        routes = {
+            name: runtime for runtime in agents.values() for name in runtime.spec.routing_names
+        }
+        fallback = next((r for r in agents.values() if r.spec.is_fallback_route), None)
+        self._snapshot = RegistrySnapshot(
+            version=version,
+            agents=MappingProxyType(agents),
+            routes=MappingProxyType(routes),
+            fallback=fallback,
+        )
+        live_clients = {id(r.client) for r in agents.values()}
+        live_breakers = {id(r.breaker) for r in agents.values()}
+        for old in current.agents.values():
+            if id(old.client) not in live_clients:
+                self._retire(old.client)
+            if id(old.breaker) not in live_breakers:
+                old.breaker.retire()
+        if current.version != version:
+            logger.info(
+                "registry loaded",
+                extra={"event": "registry_loaded", "version": version, "agents": sorted(agents)},
+            )
+            self._drain_watch.check(r.spec for r in agents.values())
+
+    def _build(self, spec: AgentSpec, old: AgentRuntime | None) -> AgentRuntime:
+        if old is not None and old.spec == spec:
+            return old
+        if old is not None and old.spec.transport_config() == spec.transport_config():
+            client = old.client
+        else:
+            client = AgentClient(
+                spec,
+                user_agent=gateway_settings.user_agent,
+                max_response_bytes=gateway_settings.agent_max_response_bytes,
+            )
+        if old is not None and old.spec.url == spec.url:
+            breaker = old.breaker
+            breaker.configure(fail_max=spec.breaker_fail_max, reset_s=spec.breaker_reset_s)
+        else:
+            breaker = AsyncBreaker(
+                key=spec.key,
+                fail_max=spec.breaker_fail_max,
+                reset_s=spec.breaker_reset_s,
+                on_state_change=_on_breaker_state_change,
+            )
+        limiter = old.limiter if old is not None else ConcurrencyLimiter(spec.max_concurrency)
+        limiter.limit = spec.max_concurrency
+        return AgentRuntime(spec=spec, client=client, breaker=breaker, limiter=limiter)
+
+    def _retire(self, client: AgentClient) -> None:
+        # No running loop (a management command): nothing was ever sent on it.
+        with contextlib.suppress(RuntimeError):
+            client.retire()
+
+    async def aclose(self) -> None:
+        """Close every client (shutdown, after the server drained its requests)."""
+        snapshot, self._snapshot = self._snapshot, RegistrySnapshot()
+        await asyncio.gather(*(r.client.aclose() for r in snapshot.agents.values()))
+
+    def clear(self) -> None:
+        """Forget everything (tests)."""
+        self._snapshot = RegistrySnapshot()
+        self._loop = None
+        self._drain_watch = DrainWatch()
+
+
+def _running_on(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
+
+
+registry = AgentRegistry()
