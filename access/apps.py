@@ -1,3 +1,5 @@
+"""The access app: connects the API key signals once Django is ready."""
+
 from django.apps import AppConfig
 
 

@@ -31,9 +31,14 @@ class Principal:
     rate_identity: str
     requests_per_minute: int
     allowed_agents: frozenset[str] | None = None  # None: every agent
+    allowed_empresas: frozenset[int] | None = None  # None: every empresa
 
     def may_use(self, agent_key: str) -> bool:
         return self.allowed_agents is None or agent_key in self.allowed_agents
+
+    def may_act_for(self, id_empresa: int | None) -> bool:
+        """A key bound to empresas acts for those only (a request naming none included)."""
+        return self.allowed_empresas is None or id_empresa in self.allowed_empresas
 
 
 def presented_key(headers: Mapping[str, str]) -> str | None:
@@ -104,6 +109,7 @@ def principal_for(headers: Mapping[str, str], client_ip: str) -> Principal | Non
             rate_identity=f"key:{entry.id}",
             requests_per_minute=entry.requests_per_minute or default_rpm,
             allowed_agents=entry.allowed_agents,
+            allowed_empresas=entry.allowed_empresas,
         )
     return _env_key_principal(key, default_rpm)
 

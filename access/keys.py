@@ -35,6 +35,7 @@ class KeyEntry:
     enabled: bool
     allowed_agents: frozenset[str] | None  # None: every agent
     requests_per_minute: int | None  # None: the default limit
+    allowed_empresas: frozenset[int] | None = None  # None: every empresa
 
 
 class KeyStore:

@@ -1,8 +1,19 @@
-"""API keys: who may call the chat endpoint, which agents it may reach, at what rate."""
+"""API keys: who may call the chat endpoint, which agents and empresas it may reach, at what
+rate."""
 
+from typing import Any
+
+from django.core.exceptions import ValidationError
 from django.db import models
 
 from agents.models.configuration import bounds_validators
+
+
+def empresa_ids_validator(value: Any) -> None:
+    if not isinstance(value, list) or not all(
+        isinstance(item, int) and not isinstance(item, bool) and item > 0 for item in value
+    ):
+        raise ValidationError("Enter a list of id_empresa numbers above 0, e.g. [1, 2].")
 
 
 class ApiKey(models.Model):
@@ -22,6 +33,13 @@ class ApiKey(models.Model):
         blank=True,
         related_name="api_keys",
         help_text="Agents this key may reach. None selected: every agent. Others get a 403.",
+    )
+    empresas = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[empresa_ids_validator],
+        help_text="The id_empresa values this key may act for, as a list: [1, 2]. Empty: every "
+        "empresa. Others, and requests without an id_empresa, get a 403.",
     )
     requests_per_minute = models.PositiveIntegerField(
         null=True,

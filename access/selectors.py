@@ -24,6 +24,7 @@ def api_keys_load() -> tuple[int, bool, list[tuple[str, KeyEntry]]]:
                     enabled=key.enabled,
                     allowed_agents=frozenset(a.key for a in key.allowed_agents.all()) or None,
                     requests_per_minute=key.requests_per_minute,
+                    allowed_empresas=frozenset(key.empresas) or None,
                 ),
             )
             for key in keys

@@ -1,8 +1,9 @@
 """Writes to the API keys. A key change bumps the `api_keys` version (access/signals.py)."""
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
-from access.keys import PREFIX_LENGTH, key_digest, key_generate
+from access.keys import PREFIX_LENGTH, KeyStore, key_digest, key_generate
 from access.models import ApiKey
 from agents.models import ConfigVersion
 from agents.selectors import API_KEYS_SEEN
@@ -34,3 +35,21 @@ def api_keys_mark_used(used: dict[int, float]) -> None:
         ApiKey.objects.filter(pk=key_id).update(
             last_used_at=datetime.fromtimestamp(used_at, tz=UTC)
         )
+
+
+class KeyUseWriter:
+    """Writes the keys' `last_used_at` in batches from the poll thread (a poll duty:
+    fleet/sync.py); the hot path only notes a use in memory (KeyStore.mark_used)."""
+
+    def __init__(self, store: KeyStore) -> None:
+        self._store = store
+
+    def start(self) -> None:
+        return None
+
+    def run(self, versions: Mapping[str, int] | None) -> None:
+        if versions is not None:
+            api_keys_mark_used(self._store.take_due_uses())
+
+    def stop(self) -> None:
+        return None

@@ -1,3 +1,5 @@
+"""The agents app: connects the configuration signals and registers the system checks."""
+
 from django.apps import AppConfig
 
 

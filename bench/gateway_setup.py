@@ -1,9 +1,12 @@
 """Prepare the gateway's bench database: migrate, then one agent per stub path.
 
 Run by bench/run.py as `python -m bench.gateway_setup STUB_URL DEAD_URL` with the gateway's
-environment (DATABASE_URL of a throwaway SQLite file).
+environment (DATABASE_URL of a throwaway SQLite file). BENCH_TENANTS=N adds N tenant rows
+(id_empresa 1..N, the bench's own empresa among them) with a concurrency cap and a rate limit
+that the load never reaches, so every request pays the tenant accounting.
 """
 
+import os
 import sys
 
 import django
@@ -13,7 +16,7 @@ def main(stub_url: str, dead_url: str) -> None:
     django.setup()
     from django.core.management import call_command
 
-    from agents.models import Agent, RoutingName
+    from agents.models import Agent, RoutingName, Tenant
 
     call_command("migrate", verbosity=0, interactive=False)
     Agent.objects.all().delete()
@@ -37,6 +40,12 @@ def main(stub_url: str, dead_url: str) -> None:
     for key, fields in agents.items():
         agent = Agent.objects.create(key=key, name=key, **{**common, **fields})
         RoutingName.objects.create(agent=agent, name=key)
+    Tenant.objects.all().delete()
+    Tenant.objects.bulk_create(
+        Tenant(id_empresa=n, name=f"empresa {n}", max_concurrency=10_000,
+               requests_per_minute=100_000_000)
+        for n in range(1, int(os.environ.get("BENCH_TENANTS", "0")) + 1)
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -1,10 +1,11 @@
 """CPU per chat request inside the gateway: the ASGI application driven directly, no HTTP server.
 
     python -m bench.inprocess [instant|delay50ms|400|breaker] [--requests N] [--rounds R]
+                              [--concurrency C]
 
 The gateway runs in this process (one core), the agent stub in another (the other core); each
-round sends N chat requests, 16 at a time, through `gateway_project.asgi.application` with an
-in-memory receive/send, and reports the process's CPU time per request. Without uvicorn and wrk
+round sends N chat requests, C at a time (16 by default), through
+`gateway_project.asgi.application` with an in-memory receive/send, and reports the process's CPU time per request. Without uvicorn and wrk
 in the measurement it is steadier than `bench.run` (a few % between rounds), so it is the tool for
 an A/B of a change to the gateway's own code: run it on both builds, alternated, on one machine.
 """
@@ -78,7 +79,9 @@ async def _one(app: Any, body: bytes) -> int:
     return statuses[0]
 
 
-async def _measure(application: Any, scenario: str, requests: int, rounds: int) -> list[float]:
+async def _measure(
+    application: Any, scenario: str, requests: int, rounds: int, concurrency: int
+) -> list[float]:
     startup: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     started = asyncio.Event()
 
@@ -99,9 +102,9 @@ async def _measure(application: Any, scenario: str, requests: int, rounds: int) 
                 raise RuntimeError(f"{scenario}: answered {answered}, expected {status}")
 
     async def burst(total: int) -> None:
-        await asyncio.gather(*(caller(total // CONCURRENCY) for _ in range(CONCURRENCY)))
+        await asyncio.gather(*(caller(total // concurrency) for _ in range(concurrency)))
 
-    await burst(CONCURRENCY * 30)  # warm-up: connections, caches, the breaker opened
+    await burst(concurrency * 30)  # warm-up: connections, caches, the breaker opened
     per_request_us = []
     for _ in range(rounds):
         cpu_before = time.process_time()
@@ -117,6 +120,7 @@ def main() -> None:
     parser.add_argument("scenario", nargs="?", default="instant", choices=sorted(SCENARIOS))
     parser.add_argument("--requests", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--concurrency", type=int, default=CONCURRENCY)
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="gateway-inprocess-"))
     with Stack(workdir) as stack:
@@ -133,12 +137,15 @@ def main() -> None:
         for handler in logging.getLogger().handlers:  # access lines to a file, not this terminal
             if isinstance(handler, logging.StreamHandler):
                 handler.setStream((workdir / "gateway.log").open("w"))
-        rounds = uvloop.run(_measure(application, args.scenario, args.requests, args.rounds))
+        rounds = uvloop.run(
+            _measure(application, args.scenario, args.requests, args.rounds, args.concurrency)
+        )
     build = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
     ).stdout.strip()
     print(
-        f"{args.scenario} @ {build or '?'}: CPU µs per request, {args.rounds} rounds of "
+        f"{args.scenario} @ {build or '?'}, {args.concurrency} at a time: CPU µs per request, "
+        f"{args.rounds} rounds of "
         f"{args.requests}: {' '.join(f'{r:.1f}' for r in rounds)}; min {min(rounds):.1f}"
     )
 

@@ -18,7 +18,6 @@ BUCKETS = {
     "httpcore": "httpcore",
     "anyio": "anyio",
     "h11": "h11",
-    "httpx_aiohttp": "httpx-aiohttp",
     "aiohttp": "aiohttp",
     "httpx": "httpx",
     "ninja": "django-ninja",
@@ -30,10 +29,23 @@ BUCKETS = {
     "logging": "logging",
     "pybreaker": "pybreaker",
     "asyncio": "asyncio",
-    "agents": "gateway: agents/",
-    "chat": "gateway: chat/",
-    "gateway_project": "gateway: gateway_project/",
-    "health": "gateway: health/",
+    "orjson": "orjson",
+    "yarl": "yarl",
+    "multidict": "multidict",
+    **{
+        room: f"gateway: {room}/"
+        for room in (
+            "gateway_project",
+            "edge",
+            "chat",
+            "health",
+            "fleet",
+            "runtime",
+            "access",
+            "agents",
+            "observability",
+        )
+    },
 }
 
 

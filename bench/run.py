@@ -131,9 +131,16 @@ class _PeakRss:
 
 
 def compare(bench: Bench, stub: Server, targets: list[Server]) -> None:
-    """The agent at once (16 concurrent) and in 50 ms (64 concurrent): direct, gateway, refs."""
+    """The agent at once (1, 16 and 64 concurrent) and in 50 ms (64 concurrent): direct,
+    gateway, refs."""
     instant, delayed = "agent at once, 16 conc", "agent in 50 ms, 64 conc"
-    for scenario, path, connections in ((instant, "instant", 16), (delayed, "delay50ms", 64)):
+    instant_1, instant_64 = "agent at once, 1 conc", "agent at once, 64 conc"
+    for scenario, path, connections in (
+        (instant_1, "instant", 1),
+        (instant, "instant", 16),
+        (instant_64, "instant", 64),
+        (delayed, "delay50ms", 64),
+    ):
         bench.measure(
             stub,
             Load(
@@ -154,6 +161,8 @@ def compare(bench: Bench, stub: Server, targets: list[Server]) -> None:
         ("instant @16, not a target: gateway / FastAPI+aiohttp", instant, "FastAPI+aiohttp"),
     ):
         _ratio(bench, name, scenario, reference)
+    for scenario in (instant_1, instant, instant_64):
+        _cpu_ratio(bench, scenario, "FastAPI+aiohttp")
     bench.checks["50 ms @64: gateway p99 (ms)"].append(bench.rows[(delayed, "gateway")][-1].p99_ms)
 
 
@@ -163,6 +172,15 @@ def _ratio(bench: Bench, name: str, scenario: str, reference: str) -> None:
     if (scenario, "gateway") in rows and (scenario, reference) in rows:
         gateway, other = rows[(scenario, "gateway")][-1], rows[(scenario, reference)][-1]
         bench.checks[name].append(gateway.rps / other.rps)
+
+
+def _cpu_ratio(bench: Bench, scenario: str, reference: str) -> None:
+    """The gateway's CPU per proxied call over `reference`'s in this round (≤ 1: cheaper)."""
+    rows = bench.rows
+    if (scenario, "gateway") in rows and (scenario, reference) in rows:
+        gateway, other = rows[(scenario, "gateway")][-1], rows[(scenario, reference)][-1]
+        name = f"CPU per call, {scenario.removeprefix('agent ')}: gateway / {reference}"
+        bench.checks[name].append(gateway.cpu_ms / other.cpu_ms)
 
 
 def no_agent(bench: Bench, gateway: Server) -> None:
@@ -296,7 +314,7 @@ def main() -> None:
         type=float,
         default=33.0,
         help="seconds to wait after the in-flight burst before the 'after' RSS: the agents' "
-        "pools keep idle connections for 30 s (runtime/client.py keepalive_expiry)",
+        "pools keep idle connections for 30 s (runtime/client.py KEEPALIVE_S)",
     )
     parser.add_argument(
         "--only",
@@ -307,8 +325,8 @@ def main() -> None:
     parser.add_argument(
         "--refs",
         nargs="*",
-        default=["gateway-httpx", "naive", "fastapi", "fastapi-aiohttp"],
-        choices=["gateway-httpx", "naive", "naive-stock", "fastapi", "fastapi-aiohttp"],
+        default=["naive", "fastapi", "fastapi-aiohttp"],
+        choices=["naive", "naive-stock", "fastapi", "fastapi-aiohttp"],
     )
     parser.add_argument(
         "--half-core",
@@ -334,17 +352,14 @@ def main() -> None:
         )
         print(f"gateway allocator: {gateway.allocator()} (deploy/with-allocator.sh)", flush=True)
         routes = {"BENCH_ROUTES": f"instant={stub.base}/instant,delay50ms={stub.base}/delay50ms"}
+        naive_settings = {"DJANGO_SETTINGS_MODULE": "bench.naive.settings"}
         refs = {
-            "gateway-httpx": (
-                "gateway, httpx transport",
-                "gateway_project.asgi:application",
-                {**stack.gateway_env(), "AGENT_HTTP_TRANSPORT": "httpx"},
-            ),
-            "naive": ("naive Django+httpx", "bench.naive.asgi:application", {}),
+            # Its own settings, also when the caller's environment names the gateway's (pytest).
+            "naive": ("naive Django+httpx", "bench.naive.asgi:application", naive_settings),
             "naive-stock": (
                 "Django+stock middleware",
                 "bench.naive.asgi:application",
-                {"NAIVE_STOCK_MIDDLEWARE": "1"},
+                {**naive_settings, "NAIVE_STOCK_MIDDLEWARE": "1"},
             ),
             "fastapi": ("FastAPI+httpx", "bench.fastapi_ref.app:app", {}),
             "fastapi-aiohttp": ("FastAPI+aiohttp", "bench.fastapi_ref.aiohttp_app:app", {}),

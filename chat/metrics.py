@@ -1,10 +1,11 @@
 """The chat answers' Prometheus series (the contract's sections 3 and 5): requests by agent and
-status, their duration, agents' HTTP statuses and errors, unrouted requests.
+status, their duration, agents' HTTP statuses and errors, unrouted requests, requests by empresa.
 
 Label values are bounded: agent keys come from the registry; a chat answer given before any
 agent was chosen is counted under NONE, one whose modalidad routes nowhere under UNROUTED, never
-as the raw string. These are ordinary prometheus_client metrics, summed across workers by its
-multiprocess mode; the live gauges (in flight, breaker, limit) are fleet/live_gauges.py.
+as the raw string; an empresa is its id when it has a tenant row, else OTHER_TENANT. These are
+ordinary prometheus_client metrics, summed across workers by its multiprocess mode; the live
+gauges (in flight, breaker, limit) are fleet/live_gauges.py.
 """
 
 from typing import Any
@@ -12,10 +13,11 @@ from typing import Any
 from prometheus_client import Counter, Histogram
 from prometheus_client.metrics import MetricWrapperBase
 
-from runtime.errors import AgentBadStatusError
+from runtime import AgentBadStatusError, registry
 
 NONE = "_none"
 UNROUTED = "_unrouted"
+OTHER_TENANT = "_other"
 CLIENT_LEFT = 499  # the status a chat request is counted with when its caller left first
 
 
@@ -39,6 +41,12 @@ agent_errors = Counter(
     "Agent calls that ended in a fallback or refusal.",
     ["agent", "error_type"],
 )
+tenant_requests_total = Counter(
+    "gateway_tenant_requests",
+    "Chat requests answered, by empresa (its id_empresa when it has a tenant row, else _other) "
+    "and HTTP status.",
+    ["tenant", "status"],
+)
 unrouted_total = Counter(
     "gateway_unrouted_requests",
     "Requests whose modalidad matched no routing name and went to the fallback route.",
@@ -58,9 +66,14 @@ def series(metric: MetricWrapperBase, *labels: str) -> Any:
     return child
 
 
-def request_done(agent: str, status: int, seconds: float) -> None:
-    series(requests_total, agent, str(status)).inc()
+def request_done(agent: str, status: int, seconds: float, id_empresa: int | None = None) -> None:
+    """One chat answer; with `id_empresa` once the body named one (not for refusals before)."""
+    status_label = str(status)
+    series(requests_total, agent, status_label).inc()
     series(request_duration, agent).observe(seconds)
+    if id_empresa is not None:
+        tenant = str(id_empresa) if id_empresa in registry.snapshot.tenants else OTHER_TENANT
+        series(tenant_requests_total, tenant, status_label).inc()
 
 
 def agent_error(agent: str, exc: Exception) -> None:

@@ -16,11 +16,18 @@ from access.ratelimit import RateLimited
 from chat import messages, metrics
 from chat.body import InvalidChatBodyError, parse_chat_body
 from chat.responses import JsonAnswer, detail_answer, rate_limited_answer, unauthorized_answer
-from chat.services import ForbiddenAgentError, UnroutedError, chat_handle
+from chat.services import (
+    EmpresaDisabledError,
+    ForbiddenAgentError,
+    ForbiddenEmpresaError,
+    UnroutedError,
+    chat_handle,
+)
 from gateway_project.conf import gateway_settings
 from observability.context import RequestContext, current_request_id, request_context
 from observability.logs import preview
-from runtime.registry import registry
+from observability.trace_context import trace_headers
+from runtime import registry
 
 logger = logging.getLogger("gateway.chat")
 
@@ -57,19 +64,23 @@ async def chat_answer(
             if isinstance(outcome, JsonAnswer):
                 return outcome
             admitted = outcome
-        return await _answer(body, admitted)
+        return await _answer(body, admitted, trace_headers(headers))
     except Exception:
         logger.exception("unhandled error answering a chat request", extra={"event": "http_error"})
         return detail_answer(500, messages.INTERNAL_ERROR)
 
 
-async def _answer(body: bytes, principal: Principal) -> JsonAnswer:
+async def _answer(
+    body: bytes, principal: Principal, trace: tuple[tuple[str, str], ...]
+) -> JsonAnswer:
     try:
         payload = parse_chat_body(body)
     except InvalidChatBodyError as exc:
         return detail_answer(400, exc.detail)
     ctx = request_context.get() or RequestContext(request_id=current_request_id())
     ctx.session_id = payload.session_id
+    ctx.id_empresa = payload.id_empresa
+    ctx.trace_headers = trace
     ctx.message_preview = preview(payload.message, gateway_settings.log_message_preview)
     try:
         return await chat_handle(payload, principal=principal, ctx=ctx)
@@ -80,3 +91,12 @@ async def _answer(body: bytes, principal: Principal) -> JsonAnswer:
     except ForbiddenAgentError:
         ctx.outcome = "rejected"
         return detail_answer(403, messages.FORBIDDEN_AGENT)
+    except ForbiddenEmpresaError:
+        ctx.outcome = "rejected"
+        return detail_answer(403, messages.FORBIDDEN_EMPRESA)
+    except EmpresaDisabledError:
+        ctx.outcome = "rejected"
+        return detail_answer(403, messages.EMPRESA_DISABLED)
+    except RateLimited as exc:
+        ctx.outcome = "rejected"
+        return rate_limited_answer(exc.retry_after_s)

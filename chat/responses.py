@@ -1,7 +1,7 @@
 """JSON answers in the contract's shape, encoded with orjson.
 
 A JsonAnswer is rendered as a Django response by views (`http_response`), or sent straight as
-ASGI messages by the chat fast lane (`send_to`, chat/endpoint.py); both carry the same headers.
+ASGI messages by the chat fast lane (`send_to`, edge/lean_handler.py); both carry the same headers.
 """
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping

@@ -7,16 +7,21 @@ answer, refusals included); this module sets `ctx.agent`, the label it uses.
 import logging
 
 from access.auth import Principal
+from access.ratelimit import rate_limiter
 from chat import messages, metrics
 from chat.payloads import agent_payload
 from chat.responses import JsonAnswer
 from chat.schemas import ChatIn
 from fleet.activity import activity_record
 from observability.context import RequestContext
-from runtime.agent_runtime import AgentRuntime
-from runtime.calls import agent_call
-from runtime.errors import AgentBusyError, AgentError
-from runtime.registry import registry
+from runtime import (
+    AgentBusyError,
+    AgentError,
+    AgentRuntime,
+    TenantRuntime,
+    agent_call,
+    registry,
+)
 
 logger = logging.getLogger("gateway.chat")
 
@@ -31,8 +36,16 @@ class ForbiddenAgentError(Exception):
     """The caller's key may not use the routed agent."""
 
 
-def route(modalidad: str) -> AgentRuntime:
-    runtime = registry.route(modalidad)
+class ForbiddenEmpresaError(Exception):
+    """The caller's key may not act for this empresa."""
+
+
+class EmpresaDisabledError(Exception):
+    """The empresa's tenant row is disabled."""
+
+
+def route(modalidad: str, tenant: TenantRuntime | None = None) -> AgentRuntime:
+    runtime = registry.route(modalidad, tenant)
     if runtime is not None:
         return runtime
     fallback = registry.snapshot.fallback
@@ -47,14 +60,48 @@ def route(modalidad: str) -> AgentRuntime:
 
 
 async def chat_handle(payload: ChatIn, *, principal: Principal, ctx: RequestContext) -> JsonAnswer:
-    runtime = route(payload.config.modalidad)
+    """The empresa's rules first (key binding, tenant row: enabled, rate, routes, calls in
+    flight), then the agent's."""
+    id_empresa = payload.id_empresa
+    if not principal.may_act_for(id_empresa):
+        raise ForbiddenEmpresaError(id_empresa)
+    tenant = registry.snapshot.tenants.get(id_empresa) if id_empresa is not None else None
+    if tenant is not None:
+        if not tenant.spec.enabled:
+            raise EmpresaDisabledError(id_empresa)
+        if tenant.spec.requests_per_minute:
+            await rate_limiter.check(f"empresa:{id_empresa}", tenant.spec.requests_per_minute)
+    runtime = route(payload.config.modalidad, tenant)
     key = runtime.key
     ctx.agent = key
     if not principal.may_use(key):
         raise ForbiddenAgentError(key)
-    result = await _call(runtime, payload, ctx=ctx)
-    activity_record(key, fallback=result.status != 200 or "X-Gateway-Fallback" in result.headers)
+    slots = tenant.slots if tenant is not None else None
+    if slots is not None and not slots.try_acquire():
+        result = _busy(key, ctx)
+    else:
+        try:
+            result = await _call(runtime, payload, ctx=ctx)
+        finally:
+            if slots is not None:
+                slots.release()
+    activity_record(
+        key,
+        fallback=result.status != 200 or "X-Gateway-Fallback" in result.headers,
+        tenant=id_empresa if tenant is not None else None,
+    )
     return result
+
+
+def _busy(key: str, ctx: RequestContext) -> JsonAnswer:
+    """The contract's backpressure 503: the agent's slots, or the empresa's, are all taken."""
+    ctx.outcome = "backpressure"
+    metrics.series(metrics.agent_errors, key, "backpressure").inc()
+    return JsonAnswer(
+        status=503,
+        body={"detail": messages.SATURATED},
+        headers={"Retry-After": str(RETRY_AFTER_BUSY_S)},
+    )
 
 
 async def _call(runtime: AgentRuntime, payload: ChatIn, *, ctx: RequestContext) -> JsonAnswer:
@@ -65,16 +112,12 @@ async def _call(runtime: AgentRuntime, payload: ChatIn, *, ctx: RequestContext) 
             runtime,
             agent_payload(payload, spec.payload_format),
             request_id=ctx.request_id,
+            tenant=payload.id_empresa,
+            extra_headers=ctx.trace_headers,
             before_send=ctx.before_agent_call,
         )
     except AgentBusyError:
-        ctx.outcome = "backpressure"
-        metrics.series(metrics.agent_errors, key, "backpressure").inc()
-        return JsonAnswer(
-            status=503,
-            body={"detail": messages.SATURATED},
-            headers={"Retry-After": str(RETRY_AFTER_BUSY_S)},
-        )
+        return _busy(key, ctx)
     except AgentError as exc:
         ctx.outcome = exc.reason
         metrics.agent_error(key, exc)

@@ -1,3 +1,5 @@
+"""The console app: admin pages and management commands."""
+
 from django.apps import AppConfig
 
 

@@ -18,13 +18,13 @@ class ApiKeyAdmin(admin.ModelAdmin):
     """Keys are generated here and shown once, on the page that follows "Save"; only their
     SHA-256 digest and a short prefix are stored."""
 
-    list_display = ["name", "prefix", "enabled", "allowed_agents_list", "requests_per_minute",
-                    "last_used_at", "created_at"]  # fmt: skip
+    list_display = ["name", "prefix", "enabled", "allowed_agents_list", "empresas",
+                    "requests_per_minute", "last_used_at", "created_at"]  # fmt: skip
     list_editable = ["enabled"]
     list_filter = ["enabled"]
     search_fields = ["name", "prefix"]
     filter_horizontal = ["allowed_agents"]
-    fields = ["name", "prefix", "enabled", "allowed_agents", "requests_per_minute",
+    fields = ["name", "prefix", "enabled", "allowed_agents", "empresas", "requests_per_minute",
               "last_used_at", "created_at"]  # fmt: skip
     readonly_fields = ["prefix", "last_used_at", "created_at"]
     actions = ["revoke_selected"]

@@ -18,8 +18,7 @@ from fleet import live_gauges
 from fleet.sync import registry_sync
 from health.views import close_probe_clients
 from observability.context import RequestContext, request_context, request_id_from
-from runtime.draining import draining
-from runtime.registry import registry
+from runtime import draining, registry
 
 access_logger = logging.getLogger("gateway.access")
 
@@ -102,7 +101,9 @@ class GatewayFront:
 
 def _count_chat_answer(ctx: RequestContext, status: int) -> None:
     """Every chat answer once: by the agent chosen, else `_none` (refused before routing)."""
-    metrics.request_done(ctx.agent or metrics.NONE, status, time.perf_counter() - ctx.started)
+    metrics.request_done(
+        ctx.agent or metrics.NONE, status, time.perf_counter() - ctx.started, ctx.id_empresa
+    )
 
 
 def _outcome_from_status(status: int) -> str | None:
@@ -129,6 +130,7 @@ def _log_access(ctx: RequestContext) -> None:
             "agent": ctx.agent,
             "key": ctx.key_name,
             "session_id": ctx.session_id,
+            "id_empresa": ctx.id_empresa,
             "duration_ms": round((time.perf_counter() - ctx.started) * 1000, 2),
             "outcome": outcome,
             "message_preview": ctx.message_preview,

@@ -8,8 +8,8 @@ One pass when nothing is in flight any more hands them back, and jemalloc
 burst went from 11.5 MB to about 6 MB over idle (bench/README.md, "Memory after a burst").
 
 A pass costs about 2 ms, as everything loaded at startup is frozen out of the collector
-(front.py). It starts only while no request is in flight: at most a request arriving during
-those 2 ms waits for it.
+(edge/application.py). It starts only while no request is in flight: at most a request arriving
+during those 2 ms waits for it.
 """
 
 import asyncio

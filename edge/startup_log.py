@@ -6,7 +6,7 @@ from django.conf import settings
 
 from access.auth import auth_change_log, auth_state
 from gateway_project.conf import gateway_settings
-from runtime.registry import registry
+from runtime import registry
 
 logger = logging.getLogger("gateway.startup")
 

@@ -1,4 +1,5 @@
-"""Requests and fallbacks per agent over the last five minutes, in this process.
+"""Requests and fallbacks per agent, and per empresa with a tenant row, over the last five
+minutes, in this process.
 
 Ten-second buckets in a ring: recording is two integer increments on the event loop, and the
 totals are summed when the worker publishes its state (fleet/worker_state.py), not per request.
@@ -40,13 +41,20 @@ class ActivityWindow:
 
 
 _windows: dict[str, ActivityWindow] = {}
+# Keyed by id_empresa; only empresas with a tenant row are recorded (bounded by the admin's rows).
+_tenant_windows: dict[int, ActivityWindow] = {}
 
 
-def activity_record(agent: str, *, fallback: bool) -> None:
+def activity_record(agent: str, *, fallback: bool, tenant: int | None = None) -> None:
     window = _windows.get(agent)
     if window is None:
         window = _windows[agent] = ActivityWindow()
     window.record(fallback=fallback)
+    if tenant is not None:
+        tenant_window = _tenant_windows.get(tenant)
+        if tenant_window is None:
+            tenant_window = _tenant_windows[tenant] = ActivityWindow()
+        tenant_window.record(fallback=fallback)
 
 
 def activity_totals(agent: str) -> tuple[int, int]:
@@ -54,6 +62,12 @@ def activity_totals(agent: str) -> tuple[int, int]:
     return window.totals() if window is not None else (0, 0)
 
 
+def tenant_activity_totals(id_empresa: int) -> tuple[int, int]:
+    window = _tenant_windows.get(id_empresa)
+    return window.totals() if window is not None else (0, 0)
+
+
 def activity_clear() -> None:
     """Forget everything (tests)."""
     _windows.clear()
+    _tenant_windows.clear()

@@ -1,3 +1,6 @@
+"""The fleet app: follows configuration changes (`agents.services.config_changed`) in every
+process."""
+
 from typing import Any
 
 from django.apps import AppConfig

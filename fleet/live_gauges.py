@@ -22,8 +22,7 @@ from prometheus_client import REGISTRY, multiprocess
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from runtime.breaker import STATE_VALUES
-from runtime.registry import registry
+from runtime import STATE_VALUES, registry
 
 logger = logging.getLogger("gateway.metrics")
 

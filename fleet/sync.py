@@ -3,45 +3,62 @@
 A daemon thread reads the ConfigVersion rows every REGISTRY_POLL_INTERVAL_S (one small query)
 and reloads the agents or the keys when their version moved, so a change saved in any process
 reaches every worker within about one interval, on SQLite and PostgreSQL alike. The saving
-process does not wait for the poll: `changed` runs after its commit, refreshes it at once and,
-when REDIS_URL is set, publishes a wake-up that every worker's listener thread turns into an
-immediate poll (fleet/notify.py). If the database is unreachable the process keeps the agents
-and keys it last loaded and the poller keeps trying.
-The same thread writes API keys' `last_used_at` in batches, publishes this worker's agent state
-for the admin and applies the admin's breaker resets (fleet/worker_state.py).
+process does not wait for the poll: `changed` runs after its commit (agents.services'
+`config_changed` signal), refreshes it at once and, when REDIS_URL is set, publishes a wake-up
+that every worker's listener thread turns into an immediate poll (fleet/notify.py). If the
+database is unreachable the process keeps the agents and keys it last loaded and the poller
+keeps trying.
+
+Each poll that reached the database also runs the poll duties, each its own job: the admin's
+breaker resets and this worker's published state (fleet/worker_state.py), the keys' `last_used_at`
+(access/services.py).
 """
 
 import asyncio
 import logging
 import threading
 import time
+from collections.abc import Mapping, Sequence
+from typing import Protocol
 
 from django.db import close_old_connections, connection
 
 from access.keys import KeyStore, key_store
 from access.selectors import api_keys_load
-from access.services import api_keys_mark_used
-from agents.models import Agent
+from access.services import KeyUseWriter
+from agents.models import Agent, Tenant
 from agents.selectors import (
     AGENTS_VERSION,
     API_KEYS_VERSION,
-    COMMANDS_VERSION,
     config_version_get,
     config_versions_get,
 )
 from fleet.notify import ChangeNotifier
-from fleet.worker_state import (
-    PUBLISH_INTERVAL_S,
-    BreakerResetFollower,
-    fleet_open_breakers,
-    worker_state_publish,
-    worker_state_withdraw,
-)
+from fleet.worker_state import BreakerResetFollower, WorkerStatePublisher
 from gateway_project.conf import gateway_settings
-from runtime.registry import AgentRegistry, registry
-from runtime.specs import AgentSpec
+from runtime import AgentRegistry, AgentSpec, TenantSpec, registry
 
 logger = logging.getLogger("gateway.registry")
+
+
+class PollDuty(Protocol):
+    """A job the poll thread runs with the versions it read (None: right after a reload)."""
+
+    def start(self) -> None: ...
+
+    def run(self, versions: Mapping[str, int] | None) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+def tenant_specs_load() -> list[TenantSpec]:
+    """Every tenant row with its routes (read after the agents: a change meanwhile moves the
+    version, and the next poll reloads both)."""
+    tenants = Tenant.objects.prefetch_related("routes__agent").order_by("id_empresa")
+    return [
+        TenantSpec.from_tenant(tenant, [(r.name, r.agent.key) for r in tenant.routes.all()])
+        for tenant in tenants
+    ]
 
 
 def agent_specs_load() -> tuple[int, list[AgentSpec]]:
@@ -56,12 +73,12 @@ def agent_specs_load() -> tuple[int, list[AgentSpec]]:
 
 
 class RegistrySync:
-    def __init__(self, target: AgentRegistry, keys: KeyStore) -> None:
+    def __init__(
+        self, target: AgentRegistry, keys: KeyStore, duties: Sequence[PollDuty] = ()
+    ) -> None:
         self._registry = target
         self._keys = keys
-        self._resets = BreakerResetFollower()
-        self._commands_version: int | None = None
-        self._published_at = -float("inf")
+        self._duties = tuple(duties)
         self._thread: threading.Thread | None = None
         self._listener: threading.Thread | None = None
         self._notifier: ChangeNotifier | None = None
@@ -70,8 +87,6 @@ class RegistrySync:
         self._start_lock = asyncio.Lock()
         self.db_ok: bool | None = None
         self._answered_at = -float("inf")  # monotonic time of the last database read that worked
-        # Agents whose breaker another worker reports open (read with each publish), for /health.
-        self.fleet_open_breakers: frozenset[str] = frozenset()
 
     @property
     def started(self) -> bool:
@@ -85,7 +100,7 @@ class RegistrySync:
             if self._thread is None:
                 self._registry.bind_loop(asyncio.get_running_loop())
                 await asyncio.to_thread(self._load_once)
-                await asyncio.to_thread(self._follow_commands, None)  # baseline: skip old resets
+                await asyncio.to_thread(self._start_duties)
                 self._stop.clear()
                 self._thread = threading.Thread(
                     target=self._poll_forever, name="registry-sync", daemon=True
@@ -120,7 +135,7 @@ class RegistrySync:
         """Reload at once (called after a commit in the saving process; any thread)."""
         if self._thread is not None:
             self._load_once()
-            self._follow_commands(None)
+            self._run_duties(None)
 
     def stop(self) -> None:
         self._stop.set()
@@ -135,9 +150,10 @@ class RegistrySync:
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=5)
             try:
-                worker_state_withdraw()
+                for duty in self._duties:
+                    duty.stop()
             except Exception:
-                logger.debug("could not withdraw this worker's state row", exc_info=True)
+                logger.debug("a poll duty failed to stop", exc_info=True)
             finally:
                 connection.close()
 
@@ -156,12 +172,13 @@ class RegistrySync:
     def _load_once(self) -> None:
         try:
             version, specs = agent_specs_load()
+            tenants = tenant_specs_load()
             keys_version, keys_seen, keys = api_keys_load()
         except Exception:
             self._db_failed()
             return
         self._db_answered()
-        self._registry.apply(version, specs)
+        self._registry.apply(version, specs, tenants)
         self._keys.apply(keys_version, keys, ever_configured=keys_seen)
 
     def _poll_forever(self) -> None:
@@ -173,7 +190,6 @@ class RegistrySync:
             close_old_connections()
             try:
                 versions = config_versions_get()
-                api_keys_mark_used(self._keys.take_due_uses())
             except Exception:
                 self._db_failed()
                 continue
@@ -183,32 +199,24 @@ class RegistrySync:
                 or versions.get(API_KEYS_VERSION, 0) != self._keys.version
             ):
                 self._load_once()
-            self._follow_commands(versions.get(COMMANDS_VERSION, 0))
-            self._publish_if_due()
+            self._run_duties(versions)
         connection.close()
 
-    def _follow_commands(self, version: int | None) -> None:
-        """Apply the admin's breaker resets when the `commands` version moved (None: check)."""
-        if version is not None and version == self._commands_version:
-            return
-        try:
-            self._resets.apply_new(self._registry)
-        except Exception:
-            logger.warning("reading breaker resets failed", exc_info=True)
-            return
-        if version is not None:
-            self._commands_version = version
+    def _start_duties(self) -> None:
+        for duty in self._duties:
+            try:
+                duty.start()
+            except Exception:
+                logger.warning("starting a poll duty failed", exc_info=True)
 
-    def _publish_if_due(self) -> None:
-        now = time.monotonic()
-        if now - self._published_at < PUBLISH_INTERVAL_S:
-            return
-        self._published_at = now
-        try:
-            worker_state_publish(self._registry)
-            self.fleet_open_breakers = fleet_open_breakers()
-        except Exception:
-            logger.warning("publishing this worker's state failed", exc_info=True)
+    def _run_duties(self, versions: Mapping[str, int] | None) -> None:
+        for duty in self._duties:
+            try:
+                duty.run(versions)
+            except Exception:
+                logger.warning(
+                    "a poll duty failed", exc_info=True, extra={"duty": type(duty).__name__}
+                )
 
     def _db_failed(self) -> None:
         if self.db_ok is not False:
@@ -224,4 +232,10 @@ class RegistrySync:
             logger.debug("closing a broken connection failed", exc_info=True)
 
 
-registry_sync = RegistrySync(registry, key_store)
+# This worker's published state; /health reads which agents' breakers are open elsewhere from it.
+worker_state = WorkerStatePublisher(registry)
+registry_sync = RegistrySync(
+    registry,
+    key_store,
+    duties=(BreakerResetFollower(registry), worker_state, KeyUseWriter(key_store)),
+)

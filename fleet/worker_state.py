@@ -10,6 +10,8 @@ sees the version move and closes that agent's breaker on its event loop.
 
 import os
 import socket
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -18,8 +20,9 @@ from django.db.models import Max
 from django.utils import timezone
 
 from agents.models import BreakerReset, WorkerStatus
-from fleet.activity import activity_totals
-from runtime.registry import AgentRegistry
+from agents.selectors import COMMANDS_VERSION
+from fleet.activity import activity_totals, tenant_activity_totals
+from runtime import AgentRegistry
 
 PUBLISH_INTERVAL_S = 2.0
 LIVE_WITHIN_S = 15.0
@@ -42,7 +45,18 @@ def worker_state_collect(target: AgentRegistry) -> dict[str, Any]:
             "requests_5m": requests,
             "fallbacks_5m": fallbacks,
         }
-    return {"agents": agents}
+    snapshot = target.snapshot
+    tenants = {}
+    for id_empresa, tenant in snapshot.tenants.items():
+        requests, fallbacks = tenant_activity_totals(id_empresa)
+        inflight = sum(r.limiter.held_by(id_empresa) for r in snapshot.agents.values())
+        tenants[str(id_empresa)] = {
+            "inflight": inflight,
+            "limit": tenant.slots.limit if tenant.slots is not None else None,
+            "requests_5m": requests,
+            "fallbacks_5m": fallbacks,
+        }
+    return {"agents": agents, "tenants": tenants}
 
 
 def worker_state_publish(target: AgentRegistry) -> None:
@@ -59,12 +73,30 @@ def worker_state_withdraw() -> None:
 
 
 class BreakerResetFollower:
-    """Applies the admin's breaker resets that were requested after this process started."""
+    """Applies the admin's breaker resets requested after this process started (a poll duty:
+    fleet/sync.py), whenever the `commands` version moved."""
 
-    def __init__(self) -> None:
+    def __init__(self, target: AgentRegistry) -> None:
+        self._registry = target
         self._last_seen: int | None = None
+        self._commands_version: int | None = None
 
-    def apply_new(self, target: AgentRegistry) -> list[str]:
+    def start(self) -> None:
+        self.apply_new()  # the baseline: resets requested before this process started are old
+
+    def run(self, versions: Mapping[str, int] | None) -> None:
+        """None (right after a reload): look for new resets whatever the version."""
+        version = None if versions is None else versions.get(COMMANDS_VERSION, 0)
+        if version is not None and version == self._commands_version:
+            return
+        self.apply_new()
+        if version is not None:
+            self._commands_version = version
+
+    def stop(self) -> None:
+        return None
+
+    def apply_new(self) -> list[str]:
         if self._last_seen is None:
             self._last_seen = BreakerReset.objects.aggregate(last=Max("id"))["last"] or 0
             return []
@@ -73,8 +105,36 @@ class BreakerResetFollower:
         )
         if resets:
             self._last_seen = max(reset_id for reset_id, _ in resets)
-            target.breakers_reset({key for _, key in resets})
+            self._registry.breakers_reset({key for _, key in resets})
         return [key for _, key in resets]
+
+
+class WorkerStatePublisher:
+    """Publishes this worker's WorkerStatus row every PUBLISH_INTERVAL_S from the poll thread
+    (a poll duty: fleet/sync.py), reads back which agents' breakers are open in any live worker
+    (for /health), and withdraws the row when the process stops."""
+
+    def __init__(self, target: AgentRegistry) -> None:
+        self._registry = target
+        self._published_at = -float("inf")
+        # Agents whose breaker another worker reports open (read with each publish).
+        self.fleet_open_breakers: frozenset[str] = frozenset()
+
+    def start(self) -> None:
+        return None
+
+    def run(self, versions: Mapping[str, int] | None) -> None:
+        if versions is None:
+            return  # a refresh in the saving thread: publishing is the poll thread's
+        now = time.monotonic()
+        if now - self._published_at < PUBLISH_INTERVAL_S:
+            return
+        self._published_at = now
+        worker_state_publish(self._registry)
+        self.fleet_open_breakers = fleet_open_breakers()
+
+    def stop(self) -> None:
+        worker_state_withdraw()
 
 
 @dataclass
@@ -103,6 +163,36 @@ class AgentFleetView:
     @property
     def fallback_ratio(self) -> float | None:
         return self.fallbacks_5m / self.requests_5m if self.requests_5m else None
+
+
+@dataclass
+class TenantFleetView:
+    """One empresa with a tenant row across every live serving process."""
+
+    inflight: int = 0
+    limit: int | None = None  # its max_concurrency summed over workers; None: no cap of its own
+    requests_5m: int = 0
+    fallbacks_5m: int = 0
+
+    @property
+    def fallback_ratio(self) -> float | None:
+        return self.fallbacks_5m / self.requests_5m if self.requests_5m else None
+
+
+def fleet_tenants_status(now: Any = None) -> dict[int, TenantFleetView]:
+    """Every empresa with a tenant row as the live serving processes last published it."""
+    now = now or timezone.now()
+    views: dict[int, TenantFleetView] = {}
+    rows = WorkerStatus.objects.filter(updated_at__gte=now - timedelta(seconds=LIVE_WITHIN_S))
+    for row in rows:
+        for id_text, state in (row.state.get("tenants") or {}).items():
+            view = views.setdefault(int(id_text), TenantFleetView())
+            view.inflight += int(state.get("inflight", 0))
+            if state.get("limit") is not None:
+                view.limit = (view.limit or 0) + int(state["limit"])
+            view.requests_5m += int(state.get("requests_5m", 0))
+            view.fallbacks_5m += int(state.get("fallbacks_5m", 0))
+    return views
 
 
 def fleet_open_breakers() -> frozenset[str]:

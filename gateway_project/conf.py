@@ -24,8 +24,8 @@ class GatewaySettings:
     agent_timeout_s: float
     drain_s: float  # GATEWAY_DRAIN_S: uvicorn's graceful-shutdown budget (runtime/drain_budget.py)
     agent_max_response_bytes: int
-    agent_http_transport: str
     agent_keepalive_connections: int
+    tenant_fair_share: float
     chat_max_body_bytes: int
     body_read_timeout_s: float
     header_read_timeout_s: float
@@ -50,8 +50,8 @@ class GatewaySettings:
             agent_timeout_s=float(settings.AGENT_TIMEOUT),
             drain_s=float(settings.GATEWAY_DRAIN_S),
             agent_max_response_bytes=int(settings.AGENT_MAX_RESPONSE_BYTES),
-            agent_http_transport=str(settings.AGENT_HTTP_TRANSPORT),
             agent_keepalive_connections=int(settings.AGENT_KEEPALIVE_CONNECTIONS),
+            tenant_fair_share=float(settings.TENANT_FAIR_SHARE),
             chat_max_body_bytes=int(settings.CHAT_MAX_BODY_BYTES),
             body_read_timeout_s=float(settings.BODY_READ_TIMEOUT_S),
             header_read_timeout_s=float(settings.HEADER_READ_TIMEOUT_S),

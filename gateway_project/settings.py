@@ -201,11 +201,16 @@ GO_GATEWAY_AGENT_ENV = {
     if name.startswith("AGENT_") and name.endswith(("_URL", "_ENABLED"))
 }
 AGENT_MAX_RESPONSE_BYTES = env.int("AGENT_MAX_RESPONSE_BYTES", default=10 * 1024 * 1024)
-# HTTP transport of the agent clients: "aiohttp" (measured fastest, bench/README.md) or "httpx".
-AGENT_HTTP_TRANSPORT = env.str("AGENT_HTTP_TRANSPORT", default="aiohttp")
 # Idle keep-alive connections each agent's pool keeps for reuse (at most the agent's
 # max_connections); a burst's connections beyond this are closed as they come back.
 AGENT_KEEPALIVE_CONNECTIONS = env.int("AGENT_KEEPALIVE_CONNECTIONS", default=32)
+# The share of an agent's max_concurrency one empresa (id_empresa) may hold while another empresa
+# wants a slot (runtime/limiter.py); 1 turns fair sharing off.
+TENANT_FAIR_SHARE = env.float("TENANT_FAIR_SHARE", default=0.5)
+if not 0 < TENANT_FAIR_SHARE <= 1:
+    raise ImproperlyConfigured(
+        f"TENANT_FAIR_SHARE must be above 0 and at most 1, not {TENANT_FAIR_SHARE!r}."
+    )
 CHAT_MAX_BODY_BYTES = 512 * 1024  # the contract's limit
 # A request body must arrive within this (408 otherwise): slow uploads cannot pin connections.
 BODY_READ_TIMEOUT_S = env.float("BODY_READ_TIMEOUT_S", default=10.0)

@@ -1,3 +1,5 @@
+"""The URL map: `/`, the NinjaAPI under /api, health and metrics, the admin."""
+
 from django.conf import settings
 from django.contrib import admin
 from django.urls import path

@@ -1,3 +1,5 @@
+"""`/` (what this service is) and the JSON 404 and 500 pages Django serves outside the hot paths."""
+
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 

@@ -1,3 +1,5 @@
+"""The health app (no models)."""
+
 from django.apps import AppConfig
 
 

@@ -17,8 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from health.probes import AgentHealth
-from runtime.breaker import OPEN
-from runtime.specs import AgentSpec
+from runtime import OPEN, AgentSpec
 
 Results = dict[str, AgentHealth]
 Probe = Callable[[list[AgentSpec], Mapping[str, str]], Coroutine[Any, Any, Results]]

@@ -18,7 +18,7 @@ from agents.models import Agent, HealthResult
 from fleet.worker_state import fleet_open_breakers
 from gateway_project.conf import gateway_settings
 from health.probes import AgentHealth, ChatProbe, new_probe_client, probe_all, probe_chat
-from runtime.specs import AgentSpec
+from runtime import AgentSpec
 
 
 def _specs(agents: list[Agent]) -> list[AgentSpec]:

@@ -14,10 +14,7 @@ import httpx
 from chat.payloads import agent_payload
 from chat.schemas import ChatIn
 from gateway_project.conf import gateway_settings
-from runtime.breaker import OPEN
-from runtime.client import AgentClient
-from runtime.errors import AgentError
-from runtime.specs import AgentSpec
+from runtime import OPEN, AgentClient, AgentError, AgentSpec
 
 OK, DISABLED, UNREACHABLE, NO_URL, CIRCUIT_OPEN = (
     "ok",
@@ -115,9 +112,13 @@ class ChatProbe:
     error: str = ""
 
 
+# Synthetic traffic (the admin's "Send a test message", `check_agents --chat`) is marked so agents
+# can leave it out of their memory and statistics: this session id, and SYNTHETIC_HEADER.
+SYNTHETIC_SESSION_ID = 999_999_999
+SYNTHETIC_HEADER = ("X-Gateway-Synthetic", "1")
 SAMPLE_CHAT = {
     "message": "Mensaje de prueba del gateway",
-    "session_id": 1,
+    "session_id": SYNTHETIC_SESSION_ID,
     "id_empresa": 1,
     "config": {"modalidad": "prueba"},
 }
@@ -135,7 +136,9 @@ async def probe_chat(spec: AgentSpec, *, request_id: str) -> ChatProbe:
     started = time.perf_counter()
     try:
         async with asyncio.timeout(spec.timeout_s):
-            reply = await client.post_json(body, request_id=request_id)
+            reply = await client.post_json(
+                body, request_id=request_id, extra_headers=(SYNTHETIC_HEADER,)
+            )
     except TimeoutError:
         return ChatProbe(spec.key, False, _ms_since(started), error="timeout")
     except AgentError as exc:

@@ -19,13 +19,11 @@ from prometheus_client import (
 from chat import messages
 from chat.responses import detail_response, json_response
 from fleet import live_gauges
-from fleet.sync import registry_sync
+from fleet.sync import registry_sync, worker_state
 from gateway_project.conf import gateway_settings
 from health.cache import health_cache
 from health.probes import AgentHealth, new_probe_client, probe_all
-from runtime.draining import draining
-from runtime.registry import registry
-from runtime.specs import AgentSpec
+from runtime import AgentSpec, draining, registry
 
 _probe_clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
 
@@ -90,7 +88,7 @@ async def _probe_round(
 
 def _breaker_states(runtimes: list[Any]) -> dict[str, str]:
     """This process's breakers, and "open" where another live worker reports one open."""
-    open_elsewhere = registry_sync.fleet_open_breakers
+    open_elsewhere = worker_state.fleet_open_breakers
     return {r.key: "open" if r.key in open_elsewhere else r.breaker.state for r in runtimes}
 
 

@@ -28,6 +28,9 @@ class RequestContext:
     # The authenticated caller (access.auth.Principal), set before the body is read.
     principal: Any = None
     session_id: int | None = None
+    id_empresa: int | None = None
+    # The caller's W3C trace context, sent on to the agent (observability/trace_context.py).
+    trace_headers: tuple[tuple[str, str], ...] = ()
     outcome: str | None = None
     message_preview: str | None = None
     # Called when the agent call is let through (runtime.calls.agent_call's `before_send`): the

@@ -1,0 +1,33 @@
+"""The upstream runtime: per agent a pooled HTTP client, a breaker and a concurrency limit, held in
+a registry the hot path reads without I/O, and the policy of one call (deadline, retry, breaker).
+
+Other rooms use these names only; the modules behind them are the runtime's own.
+"""
+
+from runtime.agent_runtime import AgentRuntime, TenantRuntime
+from runtime.breaker import OPEN, STATE_VALUES
+from runtime.calls import agent_call
+from runtime.client import AgentClient
+from runtime.drain_budget import drain_problems
+from runtime.draining import draining
+from runtime.errors import AgentBadStatusError, AgentBusyError, AgentError
+from runtime.registry import AgentRegistry, registry
+from runtime.specs import AgentSpec, TenantSpec
+
+__all__ = [
+    "OPEN",
+    "STATE_VALUES",
+    "AgentBadStatusError",
+    "AgentBusyError",
+    "AgentClient",
+    "AgentError",
+    "AgentRegistry",
+    "AgentRuntime",
+    "AgentSpec",
+    "TenantRuntime",
+    "TenantSpec",
+    "agent_call",
+    "drain_problems",
+    "draining",
+    "registry",
+]

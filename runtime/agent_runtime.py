@@ -15,38 +15,17 @@ Lifecycle, one design for every change an admin can make while calls are in flig
    Its breaker, unless shared, is retired too: outcomes of calls still settling on it change
    nothing anyone sees (no log line, no metric).
 4. Gone from every reading. The live gauges (in flight, breaker state, limit) are read from the
-   current snapshot when /metrics is scraped (chat/metrics.py), so a replaced breaker
+   current snapshot when /metrics is scraped (fleet/live_gauges.py), so a replaced breaker
    or a deleted agent has no series to go stale; a worker that died stops being summed.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from runtime.breaker import AsyncBreaker
 from runtime.client import AgentClient
-from runtime.specs import AgentSpec
-
-
-class ConcurrencyLimiter:
-    """Counts calls in flight and refuses one over the limit at once (no queue).
-
-    Used from the event loop only, so a plain counter is enough. The same limiter (and breaker)
-    survives a rebuild of its agent, so calls in flight keep counting against the limit.
-    """
-
-    __slots__ = ("inflight", "limit")
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.inflight = 0
-
-    def try_acquire(self) -> bool:
-        if self.inflight >= self.limit:
-            return False
-        self.inflight += 1
-        return True
-
-    def release(self) -> None:
-        self.inflight -= 1
+from runtime.limiter import ConcurrencyLimiter
+from runtime.specs import AgentSpec, TenantSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,3 +38,13 @@ class AgentRuntime:
     @property
     def key(self) -> str:
         return self.spec.key
+
+
+@dataclass(frozen=True, slots=True)
+class TenantRuntime:
+    """What the hot path holds for one empresa with a tenant row: its spec, its routes resolved
+    to agents, and the count of its calls in flight (kept across rebuilds, like an agent's)."""
+
+    spec: TenantSpec
+    routes: Mapping[str, AgentRuntime]
+    slots: ConcurrencyLimiter | None  # None: no max_concurrency of its own

@@ -1,18 +1,27 @@
-"""One agent call under the agent's rules: breaker, concurrency limit, deadline, retry.
+"""One agent call under the agent's rules: breaker, concurrency limit (with a fair share per
+empresa), deadline, retry.
 
-The breaker sees exactly one outcome per request; the whole call, retries and backoff included,
-ends within the agent's `timeout_s`, and holds the runtime it started with (runtime/agent_runtime.py):
-an edit saved meanwhile applies to the next call, never to this one's remaining attempts.
+The breaker sees exactly one outcome per request; the whole call, any wait for a slot, retries
+and backoff included, ends within the agent's `timeout_s`, and holds the runtime it started with
+(runtime/agent_runtime.py): an edit saved meanwhile applies to the next call, never to this one's
+remaining attempts.
 """
 
 import asyncio
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 
 from agents.models import RetryOn
 from runtime.agent_runtime import AgentRuntime
-from runtime.client import AgentReply, NotSentConnectionError, RetryableConnectionError
-from runtime.errors import AgentBusyError, AgentDisabledError, AgentError, AgentTimeoutError
+from runtime.client import AgentReply
+from runtime.errors import (
+    AgentBusyError,
+    AgentDisabledError,
+    AgentError,
+    AgentTimeoutError,
+    NotSentConnectionError,
+    RetryableConnectionError,
+)
 from runtime.specs import AgentSpec
 
 RETRY_BACKOFF_S = (0.1, 0.5)
@@ -23,22 +32,39 @@ async def agent_call(
     body: bytes,
     *,
     request_id: str,
+    tenant: Hashable = None,
+    extra_headers: tuple[tuple[str, str], ...] = (),
     before_send: Callable[[], None] | None = None,
 ) -> AgentReply:
-    """`before_send` runs once the call is let through (breaker and concurrency limit)."""
+    """`tenant` (the empresa) is who the call's concurrency slot counts for
+    (runtime/limiter.py); `extra_headers` go on every attempt (the caller's trace context);
+    `before_send` runs once the call is let through (breaker and concurrency limit)."""
     spec = runtime.spec
     if not spec.enabled:
         raise AgentDisabledError(spec.key)
+    deadline = asyncio.get_running_loop().time() + spec.timeout_s
     limiter, breaker = runtime.limiter, runtime.breaker
     permit = breaker.acquire()
-    if not limiter.try_acquire():
+    if not limiter.try_acquire(tenant):
         breaker.release(permit)
-        raise AgentBusyError(spec.key)
+        # An empresa below its fair share may wait for a slot, within the call's deadline (and
+        # is let go if its caller leaves meanwhile: `before_send` starts that watch).
+        if limiter.may_wait(tenant) and before_send is not None:
+            before_send()
+        if not await limiter.wait_for_slot(tenant, deadline):
+            raise AgentBusyError(spec.key)
+        try:
+            permit = breaker.acquire()
+        except BaseException:
+            limiter.release(tenant)
+            raise
     try:
         if before_send is not None:
             before_send()
         with runtime.client.lease():
-            reply = await _attempts(runtime, body, request_id=request_id)
+            reply = await _attempts(
+                runtime, body, request_id=request_id, deadline=deadline, extra=extra_headers
+            )
     except AgentError as exc:
         if exc.counts_as_failure:
             breaker.record_failure(permit)
@@ -47,7 +73,7 @@ async def agent_call(
         breaker.record_success(permit)
         return reply
     finally:
-        limiter.release()
+        limiter.release(tenant)
         breaker.release(permit)  # no-op after an outcome; neutral otherwise (cancelled, 4xx)
 
 
@@ -57,17 +83,28 @@ def _may_retry(spec: AgentSpec, error: RetryableConnectionError) -> bool:
     return spec.retry_on != RetryOn.CONNECT or isinstance(error, NotSentConnectionError)
 
 
-async def _attempts(runtime: AgentRuntime, body: bytes, *, request_id: str) -> AgentReply:
+async def _attempts(
+    runtime: AgentRuntime,
+    body: bytes,
+    *,
+    request_id: str,
+    deadline: float,
+    extra: tuple[tuple[str, str], ...] = (),
+) -> AgentReply:
     """Attempt n (1 for the first) goes out as `X-Gateway-Attempt: n`, counting attempts that
-    never reached the agent; every attempt carries the request id as its `Idempotency-Key`."""
+    never reached the agent; every attempt carries the request id as its `Idempotency-Key`.
+    `deadline` (loop time) is the call's: `timeout_s` from its start, any wait for a slot
+    included."""
     spec = runtime.spec
     client = runtime.client
     last = spec.retries + 1
     try:
-        async with asyncio.timeout(spec.timeout_s):
+        async with asyncio.timeout_at(deadline):
             for attempt in range(1, last + 1):
                 try:
-                    return await client.post_json(body, request_id=request_id, attempt=attempt)
+                    return await client.post_json(
+                        body, request_id=request_id, attempt=attempt, extra_headers=extra
+                    )
                 except RetryableConnectionError as exc:
                     if attempt == last or not _may_retry(spec, exc):
                         raise

@@ -1,8 +1,9 @@
-"""AgentClient: one pooled httpx.AsyncClient per agent, and the one place httpx errors are mapped.
+"""AgentClient: one pooled aiohttp session per agent, and the one place the HTTP library's
+errors become AgentErrors (`map_agent_errors`).
 
 `post_json` makes a single attempt and returns the parsed reply or raises an AgentCallError.
-The deadline over all attempts lives in runtime/calls.py; httpx's own timeouts bound each phase
-(connect, pool wait, write, read) so a stuck socket cannot outlive it either.
+The deadline over all attempts lives in runtime/calls.py; the session's timeouts bound each phase
+(pool wait and connect, connect, read) so a stuck socket cannot outlive it either.
 """
 
 import asyncio
@@ -11,8 +12,9 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import httpx
+import aiohttp
 import orjson
+from yarl import URL
 
 from gateway_project.conf import gateway_settings
 from runtime.errors import (
@@ -21,28 +23,21 @@ from runtime.errors import (
     AgentDecodeError,
     AgentResponseTooLargeError,
     AgentTimeoutError,
+    NotSentConnectionError,
+    RetryableConnectionError,
 )
 from runtime.specs import AgentSpec
-from runtime.transport import agent_http_client
+from runtime.transport import agent_session
 
-# The Content-Encodings AgentClient inflates itself, as zlib window bits. httpx inflates each
-# received chunk whole: 64 KB of gzip can become 64 MB before the size cap sees them.
+# The Content-Encodings AgentClient inflates itself, as zlib window bits (the only ones it
+# advertises): inflating a whole received chunk at once could turn 64 KB of gzip into 64 MB
+# before the size cap saw them.
 _INFLATE_WBITS = {
     "gzip": zlib.MAX_WBITS | 16,
     "x-gzip": zlib.MAX_WBITS | 16,
     "deflate": zlib.MAX_WBITS,
 }
-
-
-class RetryableConnectionError(AgentConnectionError):
-    """Refused, or reset or closed before any response byte: the agent sent nothing back, but
-    it may have received the request (retried under `retry_on=connect_or_reset`)."""
-
-
-class NotSentConnectionError(RetryableConnectionError):
-    """The request cannot have reached the agent: the connection was refused or never made, or
-    a kept-alive connection was found closed before the request was written (retried under
-    either `retry_on`)."""
+KEEPALIVE_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,29 +47,44 @@ class AgentReply:
 
 
 @contextlib.contextmanager
-def map_httpx_errors() -> Iterator[None]:
-    """Translate transport errors into the AgentError tree (cf. httpx's map_httpcore_exceptions)."""
+def map_agent_errors() -> Iterator[None]:
+    """The one map from aiohttp's and the OS's errors to the AgentError tree. Retryable here
+    means "no response byte arrived"; a caller reading a response body treats any connection
+    error as final (AgentClient.post_json)."""
     try:
         yield
-    except httpx.TimeoutException as exc:
-        raise AgentTimeoutError(str(exc) or type(exc).__name__) from exc
-    except (httpx.ConnectError, httpx.WriteError) as exc:
-        # ConnectTimeout is a TimeoutException (above): never retried. A WriteError is a request
-        # not written whole (aiohttp: "Cannot write to closing transport", a kept-alive
-        # connection closed under it; httpcore reads on after a failed write instead).
-        raise NotSentConnectionError(str(exc) or type(exc).__name__) from exc
-    except httpx.ReadError as exc:
-        raise RetryableConnectionError(str(exc) or type(exc).__name__) from exc
-    except httpx.RemoteProtocolError as exc:
-        # Only a peer that hung up before answering is retryable; garbage it sent is not.
-        error = RetryableConnectionError if "without sending" in str(exc) else AgentConnectionError
-        raise error(str(exc)) from exc
-    except httpx.DecodingError as exc:  # a compressed body that does not inflate
-        raise AgentDecodeError(str(exc) or type(exc).__name__) from exc
-    except httpx.HTTPError as exc:
-        raise AgentConnectionError(str(exc) or type(exc).__name__) from exc
+    except (aiohttp.ServerTimeoutError, TimeoutError) as exc:
+        # A connect timeout too (aiohttp.ConnectionTimeoutError is a ServerTimeoutError): the
+        # agent may be slow rather than gone, so it is never retried.
+        raise AgentTimeoutError(_text(exc)) from exc
+    except (aiohttp.ClientConnectorError, aiohttp.ClientConnectionResetError) as exc:
+        # Refused or never connected; or "Cannot write to closing transport": a kept-alive
+        # connection the agent closed while it sat in the pool, before the request was written.
+        raise NotSentConnectionError(_text(exc)) from exc
+    except aiohttp.ClientConnectionError as exc:
+        # Reset, or disconnected before answering (ServerDisconnectedError), or an OS error.
+        unsent = _unwritable(exc)
+        raise (NotSentConnectionError if unsent else RetryableConnectionError)(_text(exc)) from exc
+    except aiohttp.ClientError as exc:
+        # Payload and response errors (garbage), an invalid URL, the rest.
+        raise AgentConnectionError(_text(exc)) from exc
     except OSError as exc:
-        raise RetryableConnectionError(str(exc) or type(exc).__name__) from exc
+        raise RetryableConnectionError(_text(exc)) from exc
+
+
+def _text(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
+
+
+def _unwritable(exc: BaseException) -> bool:
+    """aiohttp's "Can not write request body" over "Cannot write to closing transport": the
+    connection (a kept-alive one the agent closed while it sat in the pool) was already closing
+    when the request's first bytes were to be written, so the agent got no request (aiohttp
+    writes the headers together with the body's first bytes)."""
+    cause = exc.__cause__
+    return isinstance(cause, aiohttp.ClientConnectionResetError) and "closing transport" in str(
+        cause
+    )
 
 
 def parse_reply(body: bytes) -> AgentReply:
@@ -88,20 +98,20 @@ def parse_reply(body: bytes) -> AgentReply:
     return AgentReply(reply=data["reply"], url=url if isinstance(url, str) and url else None)
 
 
-async def _inflate_capped(response: httpx.Response, encoding: str, limit: int) -> bytes:
+async def _inflate_capped(content: aiohttp.StreamReader, encoding: str, limit: int) -> bytes:
     """A gzip or deflate body, inflated at most `limit` + 1 bytes at a time: a reply that
-    inflates past the cap is refused there, never held whole. Like httpx, a deflate body may
-    come without zlib's header (raw deflate)."""
+    inflates past the cap is refused there, never held whole. Like httpx and browsers, a deflate
+    body may come without zlib's header (raw deflate)."""
     inflater = zlib.decompressobj(_INFLATE_WBITS[encoding])
     body = bytearray()
     first = True
-    async for data in response.aiter_raw():
+    while data := await content.readany():
         while data:
             try:
                 body += inflater.decompress(data, limit + 1 - len(body))
             except zlib.error as exc:
                 if not (first and encoding == "deflate"):
-                    raise httpx.DecodingError(str(exc)) from exc
+                    raise AgentDecodeError(f"{encoding} body does not inflate: {exc}") from exc
                 inflater = zlib.decompressobj(-zlib.MAX_WBITS)
                 first = False
                 continue
@@ -119,30 +129,21 @@ class AgentClient:
     def __init__(self, spec: AgentSpec, *, user_agent: str, max_response_bytes: int) -> None:
         self.url = spec.url
         self.max_response_bytes = max_response_bytes
-        self._http = agent_http_client(
-            headers={
-                "Content-Type": "application/json",
-                "Accept": "application/json",
-                "User-Agent": user_agent,
-            },
-            timeout=httpx.Timeout(
-                connect=spec.connect_timeout_s,
-                read=spec.timeout_s,
-                write=spec.timeout_s,
-                pool=spec.timeout_s,
-            ),
-            limits=httpx.Limits(
-                max_connections=spec.max_connections,
-                max_keepalive_connections=min(
-                    spec.max_connections, gateway_settings.agent_keepalive_connections
-                ),
-                keepalive_expiry=30.0,
-            ),
-            http1=True,
-            http2=False,
-            follow_redirects=False,
-            trust_env=False,
-        )
+        self._target = URL(spec.url)
+        self._headers = {
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "Accept-Encoding": ", ".join(name for name in _INFLATE_WBITS if name != "x-gzip"),
+            "User-Agent": user_agent,
+        }
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, connect=spec.timeout_s, sock_connect=spec.connect_timeout_s,
+            sock_read=spec.timeout_s,
+        )  # fmt: skip
+        self._max_connections = spec.max_connections
+        self._max_idle = min(spec.max_connections, gateway_settings.agent_keepalive_connections)
+        self._session: aiohttp.ClientSession | None = None
+        self._closed = False
         self.leases = 0
         self._retiring = False
         self._closing: asyncio.Task[None] | None = None
@@ -151,44 +152,77 @@ class AgentClient:
         """Hold the client open for one whole call, retries and backoff included."""
         return ClientLease(self)
 
-    async def post_json(self, body: bytes, *, request_id: str, attempt: int = 1) -> AgentReply:
+    def _session_get(self) -> aiohttp.ClientSession:
+        session = self._session
+        if session is None:
+            if self._closed:
+                raise AgentConnectionError("the agent's client was closed")
+            session = self._session = agent_session(
+                max_connections=self._max_connections,
+                max_idle=self._max_idle,
+                keepalive_s=KEEPALIVE_S,
+            )
+        return session
+
+    async def post_json(
+        self,
+        body: bytes,
+        *,
+        request_id: str,
+        attempt: int = 1,
+        extra_headers: tuple[tuple[str, str], ...] = (),
+    ) -> AgentReply:
         """One attempt. Callers hold a lease around every attempt of a call (runtime/calls.py)."""
         headers = {
+            **self._headers,
             "X-Request-ID": request_id,
             "Idempotency-Key": request_id,  # the same on every attempt of one chat request
             "X-Gateway-Attempt": str(attempt),
         }
-        with map_httpx_errors():
-            request = self._http.build_request("POST", self.url, content=body, headers=headers)
-            response = await self._http.send(request, stream=True)
+        if extra_headers:
+            headers.update(extra_headers)
+        with map_agent_errors():
+            response = await self._session_get().request(
+                "POST",
+                self._target,
+                data=body,
+                headers=headers,
+                allow_redirects=False,
+                timeout=self._timeout,
+            )
         # From here a response byte has arrived: nothing below is retryable.
         try:
-            with map_httpx_errors():
+            with map_agent_errors():
                 payload = await self._read_capped(response)
         except RetryableConnectionError as exc:
             raise AgentConnectionError(str(exc)) from exc
         finally:
-            await response.aclose()
-        if response.status_code != 200:
-            raise AgentBadStatusError(response.status_code)
+            # Synchronous: runs to the end even while the caller is being cancelled. A body
+            # read to its end gives the connection back to the pool; anything else closes it.
+            if response.content.at_eof():
+                response.release()
+            else:
+                response.close()
+        if response.status != 200:
+            raise AgentBadStatusError(response.status)
         return parse_reply(payload)
 
-    async def _read_capped(self, response: httpx.Response) -> bytes:
+    async def _read_capped(self, response: aiohttp.ClientResponse) -> bytes:
         limit = self.max_response_bytes
         headers = response.headers
-        declared = headers.get("content-length")
+        declared = headers.get("Content-Length")
         if declared and declared.isdigit() and int(declared) > limit:
             raise AgentResponseTooLargeError(f"content-length {declared} > {limit}")
-        if response.status_code != 200:
+        if response.status != 200:
             return b""  # the status alone decides; closing the response discards the body
-        encoding = (headers.get("content-encoding") or "").strip().lower()
+        content = response.content
+        encoding = (headers.get("Content-Encoding") or "").strip().lower()
         if encoding in _INFLATE_WBITS:
-            return await _inflate_capped(response, encoding, limit)
-        # Without a Content-Encoding the bytes are the body: skip httpx's decoder layer.
-        body = response.aiter_bytes() if encoding else response.aiter_raw()
+            return await _inflate_capped(content, encoding, limit)
+        # Identity, or an encoding never asked for: the bytes are the body.
         chunks: list[bytes] = []
         size = 0
-        async for chunk in body:
+        while chunk := await content.readany():
             size += len(chunk)
             if size > limit:
                 raise AgentResponseTooLargeError(f"body over {limit} bytes")
@@ -207,7 +241,10 @@ class AgentClient:
             self._close_soon()
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        self._closed = True
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
 
     def _close_soon(self) -> None:
         if self._closing is None:
@@ -215,7 +252,7 @@ class AgentClient:
 
     @property
     def closed(self) -> bool:
-        return self._http.is_closed
+        return self._closed
 
 
 class ClientLease:

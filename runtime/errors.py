@@ -12,6 +12,8 @@ failure of the agent::
     └── AgentCallError               the call was attempted and failed
         ├── AgentTimeoutError            timeout           (failure)
         ├── AgentConnectionError         connection        (failure)
+        │   └── RetryableConnectionError     no response byte came back (may be retried)
+        │       └── NotSentConnectionError       the request never left
         ├── AgentBadStatusError          bad_status        (5xx failure; 4xx neutral)
         ├── AgentDecodeError             decode            (failure)
         └── AgentResponseTooLargeError   too_large         (failure)
@@ -49,6 +51,17 @@ class AgentTimeoutError(AgentCallError):
 
 class AgentConnectionError(AgentCallError):
     reason = "connection"
+
+
+class RetryableConnectionError(AgentConnectionError):
+    """Refused, or reset or closed before any response byte: the agent sent nothing back, but
+    it may have received the request (retried under `retry_on=connect_or_reset`)."""
+
+
+class NotSentConnectionError(RetryableConnectionError):
+    """The request cannot have reached the agent: the connection was refused or never made, or
+    a kept-alive connection was found closed before the request was written (retried under
+    either `retry_on`)."""
 
 
 class AgentBadStatusError(AgentCallError):

@@ -5,7 +5,7 @@ consistent view with a single attribute access. Snapshots are built and swapped 
 thread (`apply` hops there when called from another thread), which is also where replaced
 runtimes are retired (runtime/agent_runtime.py describes the lifecycle). The live gauges (calls in
 flight, breaker state, limits) are read from the current snapshot at scrape time
-(chat/metrics.py), so a replaced or deleted runtime is simply no longer seen.
+(fleet/live_gauges.py), so a replaced or deleted runtime is simply no longer seen.
 """
 
 import asyncio
@@ -17,11 +17,12 @@ from types import MappingProxyType
 
 from agents.models import normalize_routing_name
 from gateway_project.conf import gateway_settings
-from runtime.agent_runtime import AgentRuntime, ConcurrencyLimiter
+from runtime.agent_runtime import AgentRuntime, TenantRuntime
 from runtime.breaker import AsyncBreaker
 from runtime.client import AgentClient
 from runtime.drain_budget import DrainWatch
-from runtime.specs import AgentSpec
+from runtime.limiter import ConcurrencyLimiter
+from runtime.specs import AgentSpec, TenantSpec
 
 logger = logging.getLogger("gateway.registry")
 
@@ -32,6 +33,7 @@ class RegistrySnapshot:
     agents: Mapping[str, AgentRuntime] = field(default_factory=lambda: MappingProxyType({}))
     routes: Mapping[str, AgentRuntime] = field(default_factory=lambda: MappingProxyType({}))
     fallback: AgentRuntime | None = None
+    tenants: Mapping[int, TenantRuntime] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def loaded(self) -> bool:
@@ -57,21 +59,28 @@ class AgentRegistry:
     def snapshot(self) -> RegistrySnapshot:
         return self._snapshot
 
-    def route(self, modalidad: str) -> AgentRuntime | None:
-        snapshot = self._snapshot
-        return snapshot.routes.get(normalize_routing_name(modalidad))
+    def route(self, modalidad: str, tenant: TenantRuntime | None = None) -> AgentRuntime | None:
+        """The agent for `modalidad`: the empresa's own route when its tenant row has one."""
+        name = normalize_routing_name(modalidad)
+        if tenant is not None and tenant.routes:
+            own = tenant.routes.get(name)
+            if own is not None:
+                return own
+        return self._snapshot.routes.get(name)
 
     def bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
 
-    def apply(self, version: int, specs: Iterable[AgentSpec]) -> None:
-        """Install the agents read at `version`; callable from any thread."""
-        specs = tuple(specs)
+    def apply(
+        self, version: int, specs: Iterable[AgentSpec], tenants: Iterable[TenantSpec] = ()
+    ) -> None:
+        """Install the agents and tenants read at `version`; callable from any thread."""
+        specs, tenant_specs = tuple(specs), tuple(tenants)
         loop = self._loop
         if loop is not None and not loop.is_closed() and not _running_on(loop):
-            loop.call_soon_threadsafe(self._install, version, specs)
+            loop.call_soon_threadsafe(self._install, version, specs, tenant_specs)
         else:
-            self._install(version, specs)
+            self._install(version, specs, tenant_specs)
 
     def breakers_reset(self, keys: Iterable[str]) -> None:
         """Close these agents' breakers (the admin's "reset breaker"); callable from any thread."""
@@ -92,7 +101,9 @@ class AgentRegistry:
                     extra={"event": "breaker_reset", "agent": key},
                 )
 
-    def _install(self, version: int, specs: tuple[AgentSpec, ...]) -> None:
+    def _install(
+        self, version: int, specs: tuple[AgentSpec, ...], tenant_specs: tuple[TenantSpec, ...] = ()
+    ) -> None:
         current = self._snapshot
         if version < current.version:
             return  # a slower reader finished after a newer snapshot was installed
@@ -103,11 +114,16 @@ class AgentRegistry:
             name: runtime for runtime in agents.values() for name in runtime.spec.routing_names
         }
         fallback = next((r for r in agents.values() if r.spec.is_fallback_route), None)
+        tenants = {
+            spec.id_empresa: _tenant_build(spec, agents, current.tenants.get(spec.id_empresa))
+            for spec in tenant_specs
+        }
         self._snapshot = RegistrySnapshot(
             version=version,
             agents=MappingProxyType(agents),
             routes=MappingProxyType(routes),
             fallback=fallback,
+            tenants=MappingProxyType(tenants),
         )
         live_clients = {id(r.client) for r in agents.values()}
         live_breakers = {id(r.breaker) for r in agents.values()}
@@ -163,6 +179,19 @@ class AgentRegistry:
         self._snapshot = RegistrySnapshot()
         self._loop = None
         self._drain_watch = DrainWatch()
+
+
+def _tenant_build(
+    spec: TenantSpec, agents: Mapping[str, AgentRuntime], old: TenantRuntime | None
+) -> TenantRuntime:
+    routes = {name: agents[key] for name, key in spec.routes if key in agents}
+    slots = None
+    if spec.max_concurrency is not None:
+        slots = old.slots if old is not None and old.slots is not None else None
+        if slots is None:
+            slots = ConcurrencyLimiter(spec.max_concurrency)
+        slots.limit = spec.max_concurrency
+    return TenantRuntime(spec=spec, routes=MappingProxyType(routes), slots=slots)
 
 
 def _running_on(loop: asyncio.AbstractEventLoop) -> bool:

@@ -1,8 +1,9 @@
-"""AgentSpec: an immutable snapshot of one agent row, the only shape the hot path sees."""
+"""AgentSpec and TenantSpec: immutable snapshots of an agent row and of a tenant row, the only
+shapes the hot path sees."""
 
 from dataclasses import dataclass
 
-from agents.models import DEFAULT_FALLBACK_REPLY, Agent, default_health_url
+from agents.models import DEFAULT_FALLBACK_REPLY, Agent, Tenant, default_health_url
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,3 +51,24 @@ class AgentSpec:
     def transport_config(self) -> tuple[object, ...]:
         """The fields the HTTP client is built from; a change in any of them needs a new client."""
         return (self.url, self.timeout_s, self.connect_timeout_s, self.max_connections)
+
+
+@dataclass(frozen=True, slots=True)
+class TenantSpec:
+    id_empresa: int
+    name: str
+    enabled: bool
+    max_concurrency: int | None
+    requests_per_minute: int | None
+    routes: tuple[tuple[str, str], ...]  # (routing name, agent key), sorted
+
+    @classmethod
+    def from_tenant(cls, tenant: Tenant, routes: list[tuple[str, str]]) -> "TenantSpec":
+        return cls(
+            id_empresa=int(tenant.id_empresa),
+            name=tenant.name,
+            enabled=tenant.enabled,
+            max_concurrency=tenant.max_concurrency,
+            requests_per_minute=tenant.requests_per_minute,
+            routes=tuple(sorted(routes)),
+        )

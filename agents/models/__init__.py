@@ -1,5 +1,6 @@
-"""The agents app's tables: configuration (what admins edit) apart from operational state (what
-the gateway writes). API keys are the access app's (access/models.py)."""
+"""The agents app's tables: configuration (what admins edit: agents, routing names, tenants)
+apart from operational state (what the gateway writes). API keys are the access app's
+(access/models.py)."""
 
 from agents.models.configuration import (
     DEFAULT_CONNECT_TIMEOUT_S,
@@ -9,6 +10,8 @@ from agents.models.configuration import (
     PayloadFormat,
     RetryOn,
     RoutingName,
+    Tenant,
+    TenantRoute,
     default_health_url,
     default_timeout_s,
     normalize_routing_name,
@@ -26,6 +29,8 @@ __all__ = [
     "PayloadFormat",
     "RetryOn",
     "RoutingName",
+    "Tenant",
+    "TenantRoute",
     "WorkerStatus",
     "default_health_url",
     "default_timeout_s",

@@ -1,4 +1,5 @@
-"""The configuration admins edit: agents and their routing names. No I/O here beyond the ORM."""
+"""The configuration admins edit: agents and their routing names, tenants (empresas) and their
+routes. No I/O here beyond the ORM."""
 
 import re
 from typing import Any
@@ -249,6 +250,78 @@ class RoutingName(models.Model):
         ordering = ["name"]
         verbose_name = "routing name (modalidad)"
         verbose_name_plural = "routing names (modalidades)"
+
+    def __str__(self) -> str:
+        return self.name
+
+    def save(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        self.name = normalize_routing_name(self.name)
+        super().save(*args, **kwargs)
+
+    def clean(self) -> None:
+        self.name = normalize_routing_name(self.name)
+        if not self.name:
+            raise ValidationError({"name": "Must not be empty or only spaces."})
+        super().clean()
+
+
+class Tenant(models.Model):
+    """An empresa (`id_empresa` in chat requests): whether it is served, its limits, and its own
+    routes. Optional: an empresa without a row is served like any other, under the fair share
+    (runtime/limiter.py)."""
+
+    id_empresa = models.PositiveIntegerField(
+        unique=True,
+        validators=[MinValueValidator(1, message="Must be at least 1.")],
+        help_text="The id_empresa chat requests carry (top level or in config).",
+    )
+    name = models.CharField(max_length=100)
+    enabled = models.BooleanField(
+        default=True,
+        help_text="Untick to refuse this empresa's requests (403 Empresa deshabilitada) within "
+        "2 s on every worker.",
+    )
+    max_concurrency = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=bounds_validators(1, 10_000),
+        help_text="Calls in flight at once for this empresa across all agents, per worker; "
+        "more get a 503 with Retry-After. Blank: only each agent's limits apply.",
+    )
+    requests_per_minute = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=bounds_validators(1, 1_000_000),
+        help_text="Rate limit for this empresa whatever key it uses; more get a 429 with "
+        "Retry-After. Blank: none beyond the keys' limits.",
+    )
+
+    class Meta:
+        ordering = ["id_empresa"]
+        verbose_name = "tenant (empresa)"
+        verbose_name_plural = "tenants (empresas)"
+
+    def __str__(self) -> str:
+        return f"{self.id_empresa} {self.name}"
+
+
+class TenantRoute(models.Model):
+    """For one empresa, a `config.modalidad` that goes to another agent than the usual route."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="routes")
+    name = models.CharField(
+        max_length=100,
+        help_text="config.modalidad, compared trimmed and case-insensitively.",
+    )
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="tenant_routes")
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "name"], name="tenant_route_unique_name")
+        ]
+        verbose_name = "route for this empresa"
+        verbose_name_plural = "routes for this empresa"
 
     def __str__(self) -> str:
         return self.name

@@ -62,7 +62,11 @@ def test_chat_sends_a_sample_message_and_validates_the_reply(live_db, fault_agen
     assert ok.returncode == 0, ok.stderr
     chat = json.loads(ok.stdout)["agents"][0]["chat"]
     assert chat["ok"] is True and chat["reply"] == "echo: Mensaje de prueba del gateway"
-    assert fault_agent.last_request().json["context"]["config"]["modalidad"] == "prueba"
+    sent = fault_agent.last_request()
+    assert sent.json["context"]["config"]["modalidad"] == "prueba"
+    # Marked as synthetic, so agents can keep it out of their memory and statistics.
+    assert sent.headers["x-gateway-synthetic"] == "1"
+    assert sent.json["session_id"] == 999_999_999
 
     broken = check(live_db, "--agent", "roto", "--chat", "--json")
     assert broken.returncode == 1

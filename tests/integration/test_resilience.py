@@ -1,7 +1,5 @@
 """Fault injection against real agent servers: deadlines, connection limits, backpressure,
-breaker, retry. Every test asserts the outcome, a time bound and what the agent observed.
-
-The transport-sensitive tests run on both agent transports (AGENT_HTTP_TRANSPORT)."""
+breaker, retry. Every test asserts the outcome, a time bound and what the agent observed."""
 
 import asyncio
 import dataclasses
@@ -18,12 +16,6 @@ from tests.conftest import chat_body
 from tests.fault_agent import refused_url
 
 CHAT = "/api/agent/chat"
-
-
-@pytest.fixture(params=["aiohttp", "httpx"])
-def transport(request, settings):
-    settings.AGENT_HTTP_TRANSPORT = request.param
-    return request.param
 
 
 async def timed_post(gateway, **body):
@@ -47,7 +39,7 @@ def _disconnect_watchers() -> list[asyncio.Task]:
 class TestDeadline:
     @pytest.mark.parametrize("path", ["/hang", "/stall", "/dribble", "/slow/5"])
     async def test_fallback_within_timeout_whatever_the_agent_does(
-        self, gateway, make_agent, fault_agent, transport, path
+        self, gateway, make_agent, fault_agent, path
     ):
         timeout_s = 1.0
         make_agent("cita", url=fault_agent.url(path), timeout_s=timeout_s)
@@ -61,7 +53,7 @@ class TestDeadline:
             assert await fault_agent.until(lambda a: a.connections_closed_by_peer == 1, timeout=1)
 
     async def test_retries_and_backoff_stay_inside_the_deadline(
-        self, gateway, make_agent, fault_agent, transport, monkeypatch
+        self, gateway, make_agent, fault_agent, monkeypatch
     ):
         monkeypatch.setattr(calls, "RETRY_BACKOFF_S", (0.3, 0.3))  # the jitter, pinned
         make_agent("cita", url=fault_agent.url("/reset"), timeout_s=0.5, retries=3)
@@ -73,7 +65,7 @@ class TestDeadline:
         assert fault_agent.attempts("/reset") == 2
 
     async def test_waiting_for_a_pooled_connection_counts_against_the_deadline(
-        self, gateway, make_agent, fault_agent, transport
+        self, gateway, make_agent, fault_agent
     ):
         make_agent(
             "cita", url=fault_agent.url("/slow/1.5"), timeout_s=1, max_connections=1,
@@ -90,7 +82,7 @@ class TestDeadline:
 
 
 class TestConnections:
-    async def test_keep_alive_reuses_connections(self, gateway, make_agent, fault_agent, transport):
+    async def test_keep_alive_reuses_connections(self, gateway, make_agent, fault_agent):
         make_agent("cita", url=fault_agent.url("/ok"))
         for _ in range(100):
             response, _ = await timed_post(gateway)
@@ -98,9 +90,7 @@ class TestConnections:
         assert fault_agent.attempts() == 100
         assert fault_agent.connections_opened <= 2
 
-    async def test_at_most_max_connections_to_the_agent(
-        self, gateway, make_agent, fault_agent, transport
-    ):
+    async def test_at_most_max_connections_to_the_agent(self, gateway, make_agent, fault_agent):
         make_agent("cita", url=fault_agent.url("/slow/0.3"), max_connections=2, max_concurrency=50)
         results = await asyncio.gather(*(timed_post(gateway) for _ in range(8)))
         assert all(r.status_code == 200 and "x-gateway-fallback" not in r.headers
@@ -109,7 +99,7 @@ class TestConnections:
         assert max(elapsed for _, elapsed in results) >= 0.3 * 4  # queued two at a time
 
     async def test_a_burst_leaves_at_most_the_keepalive_cap_of_idle_connections(
-        self, gateway, make_agent, fault_agent, transport, settings
+        self, gateway, make_agent, fault_agent, settings
     ):
         settings.AGENT_KEEPALIVE_CONNECTIONS = 2
         make_agent("cita", url=fault_agent.url("/slow/0.3"), max_connections=8, max_concurrency=50)
@@ -126,7 +116,7 @@ class TestConnections:
         assert (fault_agent.connections_opened, fault_agent.connections_closed_by_peer) == (8, 6)
 
     async def test_a_pooled_connection_does_not_keep_its_first_request_alive(
-        self, gateway, make_agent, fault_agent, transport
+        self, gateway, make_agent, fault_agent
     ):
         """An agent connection keeps a copy of the context of the request that opened it for as
         long as it is pooled; that copy must not reach the request's disconnect watcher, whose
@@ -142,9 +132,7 @@ class TestConnections:
         assert _disconnect_watchers() == []
 
     @pytest.mark.parametrize("path", ["/gzip", "/deflate", "/deflate_raw"])
-    async def test_a_compressed_reply_is_decoded(
-        self, gateway, make_agent, fault_agent, transport, path
-    ):
+    async def test_a_compressed_reply_is_decoded(self, gateway, make_agent, fault_agent, path):
         make_agent("cita", url=fault_agent.url(path))
         response, _ = await timed_post(gateway)
         assert response.status_code == 200 and "x-gateway-fallback" not in response.headers
@@ -180,7 +168,7 @@ class TestConnections:
         "path", ["/huge", "/huge_chunked", "/gzip_huge", "/reset_mid", "/garbage"]
     )
     async def test_a_broken_reply_discards_its_connection(
-        self, gateway, make_agent, fault_agent, transport, path, monkeypatch
+        self, gateway, make_agent, fault_agent, path, monkeypatch
     ):
         # The agent breaks its first reply only; from then on it answers like /ok.
         respond = fault_agent._respond
@@ -304,7 +292,7 @@ class TestBreaker:
 class TestRetry:
     @pytest.mark.parametrize("path", ["/reset", "/close"])
     async def test_refused_or_reset_before_any_byte_is_retried(
-        self, gateway, make_agent, fault_agent, transport, path
+        self, gateway, make_agent, fault_agent, path
     ):
         make_agent("cita", url=fault_agent.url(path), retries=2, breaker_fail_max=5)
         response, elapsed = await timed_post(gateway)
@@ -313,14 +301,14 @@ class TestRetry:
         assert 0.2 <= elapsed < 1.0 + 0.5  # two jittered backoffs of 0.1-0.5 s
         assert breaker().fail_counter == 1  # one outcome per request
 
-    async def test_a_refused_connection_is_retried(self, gateway, make_agent, transport):
+    async def test_a_refused_connection_is_retried(self, gateway, make_agent):
         make_agent("cita", url=refused_url(), retries=1)
         response, elapsed = await timed_post(gateway)
         assert response.headers["x-gateway-fallback"] == "connection"
         assert 0.1 <= elapsed < 0.5 + 0.5  # one backoff: it was tried twice
 
     async def test_a_flapping_agent_recovers_within_one_request(
-        self, gateway, make_agent, fault_agent, transport
+        self, gateway, make_agent, fault_agent
     ):
         make_agent("cita", url=fault_agent.url("/flap/1"), retries=1, breaker_fail_max=1)
         response, _ = await timed_post(gateway)

@@ -7,22 +7,21 @@ import socket
 import threading
 import time
 
-import httpx
+import aiohttp
 import pytest
 
 from runtime import calls
-from runtime.client import NotSentConnectionError, RetryableConnectionError, map_httpx_errors
-from runtime.errors import AgentTimeoutError
+from runtime.client import map_agent_errors
+from runtime.errors import (
+    AgentConnectionError,
+    AgentTimeoutError,
+    NotSentConnectionError,
+    RetryableConnectionError,
+)
 from tests.conftest import chat_body
 from tests.fault_agent import FaultAgent
 
 CHAT = "/api/agent/chat"
-
-
-@pytest.fixture(params=["aiohttp", "httpx"])
-def transport(request, settings):
-    settings.AGENT_HTTP_TRANSPORT = request.param
-    return request.param
 
 
 def sent_attempts(agent: FaultAgent, path: str) -> list[tuple[str, str]]:
@@ -76,7 +75,7 @@ def listen_on(sock: socket.socket) -> FaultAgent:
 
 
 async def test_every_attempt_carries_its_number_and_the_same_idempotency_key(
-    gateway, make_agent, fault_agent, transport
+    gateway, make_agent, fault_agent
 ):
     make_agent("cita", url=fault_agent.url("/flap/1"), retries=1)
     response = await gateway.post(CHAT, json=chat_body())
@@ -99,7 +98,7 @@ async def test_the_next_chat_request_starts_again_at_attempt_1_with_its_own_key(
 
 @pytest.mark.parametrize("path", ["/reset", "/close"])
 async def test_connect_mode_never_retries_a_request_the_agent_may_have_received(
-    gateway, make_agent, fault_agent, transport, path
+    gateway, make_agent, fault_agent, path
 ):
     make_agent("cita", url=fault_agent.url(path), retries=2, retry_on="connect")
     response = await gateway.post(CHAT, json=chat_body())
@@ -107,7 +106,7 @@ async def test_connect_mode_never_retries_a_request_the_agent_may_have_received(
     assert sent_attempts(fault_agent, path) == [("1", response.headers["x-request-id"])]
 
 
-async def test_connect_or_reset_retries_a_reset(gateway, make_agent, fault_agent, transport):
+async def test_connect_or_reset_retries_a_reset(gateway, make_agent, fault_agent):
     make_agent("cita", url=fault_agent.url("/reset"), retries=1, retry_on="connect_or_reset")
     response = await gateway.post(CHAT, json=chat_body())
     assert response.headers["x-gateway-fallback"] == "connection"
@@ -116,7 +115,7 @@ async def test_connect_or_reset_retries_a_reset(gateway, make_agent, fault_agent
 
 
 async def test_connect_mode_retries_a_refused_connection_and_counts_the_refused_try(
-    gateway, make_agent, transport, monkeypatch
+    gateway, make_agent, monkeypatch
 ):
     """The agent is down (its port refuses) on the first try and up by the second: the request
     it gets says attempt 2, though attempt 1 never reached it."""
@@ -144,9 +143,7 @@ async def test_connect_mode_retries_a_kept_alive_connection_the_agent_closed(
     """The agent closes its idle keep-alive connection just as the gateway reuses it: the
     gateway finds it closing before writing the request (aiohttp's "Cannot write to closing
     transport"), so the agent cannot have received it, and a `connect` agent is retried on a
-    new connection. (httpcore checks an idle connection before reusing it, so the httpx
-    transport never writes to a closed one.)"""
-    settings.AGENT_HTTP_TRANSPORT = "aiohttp"
+    new connection."""
     make_agent("cita", url=fault_agent.url("/ok"), retries=1, retry_on="connect")
     first = await gateway.post(CHAT, json=chat_body())
     assert first.status_code == 200 and fault_agent.connections_opened == 1
@@ -162,21 +159,28 @@ async def test_connect_mode_retries_a_kept_alive_connection_the_agent_closed(
     assert fault_agent.connections_opened == 2
 
 
+def _unwritable_body_error() -> aiohttp.ClientOSError:
+    """What aiohttp raises writing to a kept-alive connection the agent already closed."""
+    error = aiohttp.ClientOSError(32, "Can not write request body")
+    error.__cause__ = aiohttp.ClientConnectionResetError("Cannot write to closing transport")
+    return error
+
+
 @pytest.mark.parametrize(
     ("error", "expected"),
     [
-        (httpx.ConnectError("[Errno 111] Connection refused"), NotSentConnectionError),
-        (httpx.WriteError("Can not write request body"), NotSentConnectionError),
-        (httpx.ReadError("[Errno 104] Connection reset by peer"), RetryableConnectionError),
-        (
-            httpx.RemoteProtocolError("Server disconnected without sending"),
-            RetryableConnectionError,
-        ),
+        # (a refused connection: test_resilience.py's refused-connection tests, for real)
         (ConnectionResetError(104, "Connection reset by peer"), RetryableConnectionError),
-        (httpx.ConnectTimeout("connect timed out"), AgentTimeoutError),
+        (aiohttp.ServerDisconnectedError(), RetryableConnectionError),
+        (aiohttp.ClientOSError(104, "Connection reset by peer"), RetryableConnectionError),
+        (_unwritable_body_error(), NotSentConnectionError),
+        (aiohttp.ClientConnectionResetError("Connection lost"), NotSentConnectionError),
+        (aiohttp.ConnectionTimeoutError("connect timed out"), AgentTimeoutError),
+        (aiohttp.SocketTimeoutError("read timed out"), AgentTimeoutError),
+        (aiohttp.ClientPayloadError("garbage"), AgentConnectionError),
     ],
 )
 def test_each_transport_error_is_classified_once(error, expected):
-    with pytest.raises(expected) as caught, map_httpx_errors():
+    with pytest.raises(expected) as caught, map_agent_errors():
         raise error
     assert type(caught.value) is expected  # "maybe sent" is not NotSentConnectionError

@@ -91,3 +91,38 @@ def test_health_shows_a_breaker_open_in_another_worker(live_db, gateway_process,
     assert health.status_code == 503
     assert health.json()["agents"] == {"cita": "circuit_open"}
     assert fault_agent.attempts("/status/500") == 1  # `other` never called the agent
+
+
+TENANTS = """
+import json
+from fleet.worker_state import fleet_tenants_status
+print(json.dumps({k: {"inflight": v.inflight, "limit": v.limit, "requests": v.requests_5m,
+                      "fallbacks": v.fallbacks_5m} for k, v in fleet_tenants_status().items()}))
+"""
+
+
+def test_workers_publish_each_tenants_traffic_and_calls_in_flight(
+    live_db, gateway_process, fault_agent
+):
+    live_db.python(
+        "from agents.models import Agent, RoutingName, Tenant\n"
+        f"a = Agent.objects.create(key='cita', name='Cita', url='{fault_agent.url('/slow/3')}',"
+        " timeout_s=1)\n"
+        "RoutingName.objects.create(agent=a, name='cita')\n"
+        "Tenant.objects.create(id_empresa=7, name='Siete', max_concurrency=5)"
+    )
+    worker = gateway_process()
+    for empresa in (7, 7, 8):  # each times out after 1 s: a fallback
+        response = httpx.post(f"{worker.url}{CHAT}", json=chat_body(id_empresa=empresa), timeout=10)
+        assert response.headers["x-gateway-fallback"] == "timeout"
+
+    def tenants() -> dict:
+        return json.loads(live_db.python(TENANTS).strip().splitlines()[-1])
+
+    deadline = time.monotonic() + 8
+    view = tenants()
+    while view.get("7", {}).get("requests") != 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        view = tenants()
+    # Only the empresa with a tenant row is published (8 has none), with its own cap.
+    assert view == {"7": {"inflight": 0, "limit": 5, "requests": 2, "fallbacks": 2}}

@@ -1,3 +1,6 @@
+"""`manage.py check_agents`: probe every agent (health URL, or a real chat message with --chat) in
+parallel and print one line per agent, or JSON; the exit status tells monitoring what failed."""
+
 import json
 import sys
 from typing import Any
@@ -9,7 +12,7 @@ from django.db import DatabaseError
 from agents.models import Agent
 from health.on_demand import agents_check_health, agents_send_test_message
 from health.probes import OK
-from runtime.drain_budget import drain_problems
+from runtime import drain_problems
 
 EXIT_UNHEALTHY = 1
 EXIT_CONFIG = 2

@@ -1,3 +1,5 @@
+"""`manage.py demo_agents`: serve the demo agents the default install routes to (agents/demo.py)."""
+
 import asyncio
 from typing import Any
 

@@ -1,3 +1,5 @@
+"""`manage.py export_agents`: every agent as JSON, the format import_agents reads."""
+
 import json
 from typing import Any
 

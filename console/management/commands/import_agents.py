@@ -1,3 +1,6 @@
+"""`manage.py import_agents`: create or update agents from a JSON file (or the Go gateway's env
+variables), validated as the admin validates them; one transaction, one configuration change."""
+
 import json
 import sys
 from pathlib import Path

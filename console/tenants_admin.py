@@ -1,0 +1,66 @@
+"""Admin pages for tenants (empresas): whether each is served, its limits and its own routes."""
+
+import contextvars
+from typing import Any
+
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+
+from agents.models import Tenant, TenantRoute
+from fleet.worker_state import TenantFleetView, fleet_tenants_status
+
+# What the workers published, read once per change-list page (the columns read it per row).
+_fleet: contextvars.ContextVar[dict[int, TenantFleetView]] = contextvars.ContextVar("tenants")
+
+
+class TenantRouteInline(admin.TabularInline):
+    model = TenantRoute
+    extra = 1
+    fields = ["name", "agent"]
+    autocomplete_fields = ["agent"]
+
+
+@admin.register(Tenant)
+class TenantAdmin(admin.ModelAdmin):
+    """Saving propagates to every worker like an agent edit (agents/signals.py)."""
+
+    list_display = ["id_empresa", "name", "enabled", "max_concurrency", "requests_per_minute",
+                    "routes_list", "inflight_column", "traffic_column"]  # fmt: skip
+    list_display_links = ["id_empresa", "name"]
+    list_editable = ["enabled"]
+    list_filter = ["enabled"]
+    search_fields = ["name", "=id_empresa"]
+    fields = ["id_empresa", "name", "enabled", "max_concurrency", "requests_per_minute"]
+    inlines = [TenantRouteInline]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Tenant]:
+        return super().get_queryset(request).prefetch_related("routes__agent")
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        token = _fleet.set(fleet_tenants_status())
+        try:
+            response = super().changelist_view(request, extra_context)
+            if hasattr(response, "render"):
+                response.render()
+            return response
+        finally:
+            _fleet.reset(token)
+
+    @admin.display(description="in flight")
+    def inflight_column(self, tenant: Tenant) -> str:
+        view = _fleet.get({}).get(tenant.id_empresa)
+        if view is None:
+            return "–"
+        return f"{view.inflight} / {view.limit}" if view.limit is not None else str(view.inflight)
+
+    @admin.display(description="last 5 min")
+    def traffic_column(self, tenant: Tenant) -> str:
+        view = _fleet.get({}).get(tenant.id_empresa)
+        if view is None or view.fallback_ratio is None:
+            return "no requests"
+        return f"{view.requests_5m} req, {view.fallback_ratio:.0%} fallback"
+
+    @admin.display(description="own routes")
+    def routes_list(self, tenant: Tenant) -> str:
+        return ", ".join(f"{r.name} → {r.agent.key}" for r in tenant.routes.all()) or "—"
