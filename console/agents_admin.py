@@ -1,6 +1,5 @@
 """The agents admin: thin; writes go through agents.services."""
 
-import contextvars
 import json
 from typing import Any
 
@@ -16,12 +15,12 @@ from django.utils.text import capfirst
 from agents.models import Agent, RoutingName, normalize_routing_name
 from agents.services import agent_set_enabled, breaker_reset_request
 from agents.transfer import ROUTING_NAMES_FIELD, ImportRejected, agents_export, agents_import
+from console.live_columns import PublishedState
 from fleet.worker_state import AgentFleetView, fleet_status
 from health.on_demand import agents_check_health, agents_send_test_message
 
 MAX_IMPORT_BYTES = 2 * 1024 * 1024
-# The fleet's state, read once per change-list page (the columns below read it per row).
-_fleet: contextvars.ContextVar[dict[str, AgentFleetView]] = contextvars.ContextVar("fleet")
+_fleet: PublishedState[str, AgentFleetView] = PublishedState("fleet", fleet_status)
 
 
 class RoutingNameForm(forms.ModelForm):
@@ -108,19 +107,14 @@ class AgentAdmin(admin.ModelAdmin):
         )
 
     def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
-        token = _fleet.set(fleet_status())
-        try:
-            response = super().changelist_view(request, extra_context)
-            if hasattr(response, "render"):
-                response.render()
-            return response
-        finally:
-            _fleet.reset(token)
+        return _fleet.around_page(
+            lambda: super(AgentAdmin, self).changelist_view(request, extra_context)
+        )
 
     # -- live columns: what the serving processes published (fleet/worker_state.py) ----------
 
     def _fleet_view(self, agent: Agent) -> AgentFleetView | None:
-        return _fleet.get({}).get(agent.key)
+        return _fleet.get(agent.key)
 
     @admin.display(description="breaker")
     def breaker_column(self, agent: Agent) -> str:

@@ -1,6 +1,5 @@
 """Admin pages for tenants (empresas): whether each is served, its limits and its own routes."""
 
-import contextvars
 from typing import Any
 
 from django.contrib import admin
@@ -8,10 +7,10 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 
 from agents.models import Tenant, TenantRoute
+from console.live_columns import PublishedState
 from fleet.worker_state import TenantFleetView, fleet_tenants_status
 
-# What the workers published, read once per change-list page (the columns read it per row).
-_fleet: contextvars.ContextVar[dict[int, TenantFleetView]] = contextvars.ContextVar("tenants")
+_fleet: PublishedState[int, TenantFleetView] = PublishedState("tenants", fleet_tenants_status)
 
 
 class TenantRouteInline(admin.TabularInline):
@@ -38,25 +37,20 @@ class TenantAdmin(admin.ModelAdmin):
         return super().get_queryset(request).prefetch_related("routes__agent")
 
     def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
-        token = _fleet.set(fleet_tenants_status())
-        try:
-            response = super().changelist_view(request, extra_context)
-            if hasattr(response, "render"):
-                response.render()
-            return response
-        finally:
-            _fleet.reset(token)
+        return _fleet.around_page(
+            lambda: super(TenantAdmin, self).changelist_view(request, extra_context)
+        )
 
     @admin.display(description="in flight")
     def inflight_column(self, tenant: Tenant) -> str:
-        view = _fleet.get({}).get(tenant.id_empresa)
+        view = _fleet.get(tenant.id_empresa)
         if view is None:
             return "–"
         return f"{view.inflight} / {view.limit}" if view.limit is not None else str(view.inflight)
 
     @admin.display(description="last 5 min")
     def traffic_column(self, tenant: Tenant) -> str:
-        view = _fleet.get({}).get(tenant.id_empresa)
+        view = _fleet.get(tenant.id_empresa)
         if view is None or view.fallback_ratio is None:
             return "no requests"
         return f"{view.requests_5m} req, {view.fallback_ratio:.0%} fallback"
