@@ -190,3 +190,29 @@ async def test_requests_are_counted_per_configured_empresa_and_the_rest_as_other
     assert delta("9", "403") == 1
     for unconfigured in ("8", "123"):
         assert sample_or_absent(after, name, tenant=unconfigured, status="200") is None
+
+
+async def test_tenant_edits_and_a_delete_under_traffic_lose_no_call_and_keep_the_count(
+    gateway, make_agent, fault_agent
+):
+    """The moving world: a tenant's cap lowered, then its row deleted, while its calls are in
+    flight. Calls already running finish with the agent's reply; the count of calls in flight
+    survives the rebuild (a lowered cap refuses the next call at once), and nothing is a 500."""
+    from agents.models import Tenant
+
+    make_agent("cita", url=fault_agent.url("/slow/1.5"), max_concurrency=10)
+    await create_tenant(7, max_concurrency=3)
+    running = [asyncio.create_task(post(gateway, id_empresa=7)) for _ in range(2)]
+    assert await fault_agent.until(lambda a: a.attempts() == 2, timeout=2)
+
+    await tenant_update(7, max_concurrency=2)  # both slots of the new cap are taken
+    refused = await post(gateway, id_empresa=7)
+    assert refused.status_code == 503 and refused.json() == {"detail": messages.SATURATED}
+
+    await saved(lambda: Tenant.objects.filter(id_empresa=7).delete())
+    free = await post(gateway, id_empresa=7)  # no row: no cap of its own any more
+    assert free.status_code == 200
+    answers = await asyncio.gather(*running)
+    assert [a.status_code for a in answers] == [200, 200]
+    assert all("x-gateway-fallback" not in a.headers for a in answers)
+    assert registry.snapshot.agents["cita"].limiter.inflight == 0
