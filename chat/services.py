@@ -18,6 +18,7 @@ from runtime import (
     AgentBusyError,
     AgentError,
     AgentRuntime,
+    ConcurrencyLimiter,
     TenantRuntime,
     agent_call,
     registry,
@@ -76,14 +77,14 @@ async def chat_handle(payload: ChatIn, *, principal: Principal, ctx: RequestCont
     ctx.agent = key
     if not principal.may_use(key):
         raise ForbiddenAgentError(key)
-    slots = tenant.slots if tenant is not None else None
-    if slots is not None and not slots.try_acquire():
+    held = _tenant_slots(tenant, key)
+    if held is None:
         result = _busy(key, ctx)
     else:
         try:
             result = await _call(runtime, payload, ctx=ctx)
         finally:
-            if slots is not None:
+            for slots in held:
                 slots.release()
     activity_record(
         key,
@@ -91,6 +92,23 @@ async def chat_handle(payload: ChatIn, *, principal: Principal, ctx: RequestCont
         tenant=id_empresa if tenant is not None else None,
     )
     return result
+
+
+def _tenant_slots(tenant: TenantRuntime | None, key: str) -> list[ConcurrencyLimiter] | None:
+    """The empresa's slots this call takes (its cap across agents, its cap on this agent), or
+    None when one of them is full (nothing is then held)."""
+    if tenant is None:
+        return []
+    held: list[ConcurrencyLimiter] = []
+    for slots in (tenant.slots, tenant.agent_slots.get(key)):
+        if slots is None:
+            continue
+        if not slots.try_acquire():
+            for taken in held:
+                taken.release()
+            return None
+        held.append(slots)
+    return held
 
 
 def _busy(key: str, ctx: RequestContext) -> JsonAnswer:

@@ -6,11 +6,18 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 
-from agents.models import Tenant, TenantRoute
+from agents.models import Tenant, TenantAgentLimit, TenantRoute
 from console.live_columns import PublishedState
 from fleet.worker_state import TenantFleetView, fleet_tenants_status
 
 _fleet: PublishedState[int, TenantFleetView] = PublishedState("tenants", fleet_tenants_status)
+
+
+class TenantAgentLimitInline(admin.TabularInline):
+    model = TenantAgentLimit
+    extra = 0
+    fields = ["agent", "max_concurrency"]
+    autocomplete_fields = ["agent"]
 
 
 class TenantRouteInline(admin.TabularInline):
@@ -31,7 +38,7 @@ class TenantAdmin(admin.ModelAdmin):
     list_filter = ["enabled"]
     search_fields = ["name", "=id_empresa"]
     fields = ["id_empresa", "name", "enabled", "max_concurrency", "requests_per_minute"]
-    inlines = [TenantRouteInline]
+    inlines = [TenantRouteInline, TenantAgentLimitInline]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Tenant]:
         return super().get_queryset(request).prefetch_related("routes__agent")

@@ -54,9 +54,15 @@ class PollDuty(Protocol):
 def tenant_specs_load() -> list[TenantSpec]:
     """Every tenant row with its routes (read after the agents: a change meanwhile moves the
     version, and the next poll reloads both)."""
-    tenants = Tenant.objects.prefetch_related("routes__agent").order_by("id_empresa")
+    tenants = Tenant.objects.prefetch_related("routes__agent", "agent_limits__agent").order_by(
+        "id_empresa"
+    )
     return [
-        TenantSpec.from_tenant(tenant, [(r.name, r.agent.key) for r in tenant.routes.all()])
+        TenantSpec.from_tenant(
+            tenant,
+            [(r.name, r.agent.key) for r in tenant.routes.all()],
+            [(limit.agent.key, limit.max_concurrency) for limit in tenant.agent_limits.all()],
+        )
         for tenant in tenants
     ]
 

@@ -11,6 +11,7 @@ from runtime.client import AgentClient
 from runtime.drain_budget import drain_problems
 from runtime.draining import draining
 from runtime.errors import AgentBadStatusError, AgentBusyError, AgentError
+from runtime.limiter import ConcurrencyLimiter
 from runtime.registry import AgentRegistry, registry
 from runtime.specs import AgentSpec, TenantSpec
 
@@ -24,6 +25,7 @@ __all__ = [
     "AgentRegistry",
     "AgentRuntime",
     "AgentSpec",
+    "ConcurrencyLimiter",
     "TenantRuntime",
     "TenantSpec",
     "agent_call",

@@ -48,3 +48,4 @@ class TenantRuntime:
     spec: TenantSpec
     routes: Mapping[str, AgentRuntime]
     slots: ConcurrencyLimiter | None  # None: no max_concurrency of its own
+    agent_slots: Mapping[str, ConcurrencyLimiter]  # agent key -> its cap for this empresa

@@ -187,11 +187,24 @@ def _tenant_build(
     routes = {name: agents[key] for name, key in spec.routes if key in agents}
     slots = None
     if spec.max_concurrency is not None:
-        slots = old.slots if old is not None and old.slots is not None else None
-        if slots is None:
-            slots = ConcurrencyLimiter(spec.max_concurrency)
-        slots.limit = spec.max_concurrency
-    return TenantRuntime(spec=spec, routes=MappingProxyType(routes), slots=slots)
+        slots = _slots_kept(old.slots if old is not None else None, spec.max_concurrency)
+    agent_slots = {
+        key: _slots_kept(old.agent_slots.get(key) if old is not None else None, limit)
+        for key, limit in spec.agent_limits
+    }
+    return TenantRuntime(
+        spec=spec,
+        routes=MappingProxyType(routes),
+        slots=slots,
+        agent_slots=MappingProxyType(agent_slots),
+    )
+
+
+def _slots_kept(old: ConcurrencyLimiter | None, limit: int) -> ConcurrencyLimiter:
+    """The old count of calls in flight with the new limit (calls in flight keep counting)."""
+    slots = old if old is not None else ConcurrencyLimiter(limit)
+    slots.limit = limit
+    return slots
 
 
 def _running_on(loop: asyncio.AbstractEventLoop) -> bool:

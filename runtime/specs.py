@@ -61,9 +61,15 @@ class TenantSpec:
     max_concurrency: int | None
     requests_per_minute: int | None
     routes: tuple[tuple[str, str], ...]  # (routing name, agent key), sorted
+    agent_limits: tuple[tuple[str, int], ...] = ()  # (agent key, max_concurrency), sorted
 
     @classmethod
-    def from_tenant(cls, tenant: Tenant, routes: list[tuple[str, str]]) -> "TenantSpec":
+    def from_tenant(
+        cls,
+        tenant: Tenant,
+        routes: list[tuple[str, str]],
+        agent_limits: list[tuple[str, int]] | None = None,
+    ) -> "TenantSpec":
         return cls(
             id_empresa=int(tenant.id_empresa),
             name=tenant.name,
@@ -71,4 +77,5 @@ class TenantSpec:
             max_concurrency=tenant.max_concurrency,
             requests_per_minute=tenant.requests_per_minute,
             routes=tuple(sorted(routes)),
+            agent_limits=tuple(sorted(agent_limits or ())),
         )

@@ -335,3 +335,27 @@ class TenantRoute(models.Model):
         if not self.name:
             raise ValidationError({"name": "Must not be empty or only spaces."})
         super().clean()
+
+
+class TenantAgentLimit(models.Model):
+    """For one empresa, a cap on its calls in flight to one agent (per worker), inside the
+    agent's own max_concurrency and the empresa's cap across agents."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="agent_limits")
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="tenant_limits")
+    max_concurrency = models.PositiveIntegerField(
+        validators=bounds_validators(1, 10_000),
+        help_text="This empresa's calls in flight to this agent at once, per worker; more get "
+        "a 503 with Retry-After.",
+    )
+
+    class Meta:
+        ordering = ["agent__key"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "agent"], name="tenant_agent_limit_unique")
+        ]
+        verbose_name = "limit on one agent for this empresa"
+        verbose_name_plural = "limits on one agent for this empresa"
+
+    def __str__(self) -> str:
+        return f"{self.max_concurrency}"

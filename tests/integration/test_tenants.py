@@ -34,9 +34,12 @@ async def saved(change: Callable[[], object]) -> None:
 
 
 async def create_tenant(
-    id_empresa: int, routes: dict[str, str] | None = None, **fields: Any
+    id_empresa: int,
+    routes: dict[str, str] | None = None,
+    agent_limits: dict[str, int] | None = None,
+    **fields: Any,
 ) -> None:
-    from agents.models import Agent, Tenant, TenantRoute
+    from agents.models import Agent, Tenant, TenantAgentLimit, TenantRoute
 
     def create() -> None:
         with transaction.atomic():
@@ -46,6 +49,10 @@ async def create_tenant(
             for name, agent in (routes or {}).items():
                 TenantRoute.objects.create(
                     tenant=tenant, name=name, agent=Agent.objects.get(key=agent)
+                )
+            for agent, limit in (agent_limits or {}).items():
+                TenantAgentLimit.objects.create(
+                    tenant=tenant, agent=Agent.objects.get(key=agent), max_concurrency=limit
                 )
 
     await saved(create)
@@ -216,3 +223,24 @@ async def test_tenant_edits_and_a_delete_under_traffic_lose_no_call_and_keep_the
     assert [a.status_code for a in answers] == [200, 200]
     assert all("x-gateway-fallback" not in a.headers for a in answers)
     assert registry.snapshot.agents["cita"].limiter.inflight == 0
+
+
+async def test_an_empresas_cap_on_one_agent_leaves_its_other_agents_and_empresas_alone(
+    gateway, make_agent, fault_agent
+):
+    make_agent("cita", url=fault_agent.url("/slow/0.5"), max_concurrency=10)
+    make_agent("ventas", url=fault_agent.url("/slow/0.5"), max_concurrency=10)
+    await create_tenant(7, agent_limits={"cita": 1})
+    answers = await asyncio.gather(
+        post(gateway, id_empresa=7),
+        post(gateway, id_empresa=7),
+        post(gateway, id_empresa=7, config={"modalidad": "ventas"}),
+        post(gateway, id_empresa=7, config={"modalidad": "ventas"}),
+        post(gateway, id_empresa=8),
+    )
+    statuses = [a.status_code for a in answers]
+    assert sorted(statuses[:2]) == [200, 503]  # one call at a time to cita for empresa 7
+    assert statuses[2:] == [200, 200, 200]  # its other agent, and other empresas: unaffected
+    busy = next(a for a in answers if a.status_code == 503)
+    assert busy.json() == {"detail": messages.SATURATED}
+    assert (await post(gateway, id_empresa=7)).status_code == 200  # the slot came back

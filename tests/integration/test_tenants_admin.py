@@ -28,6 +28,10 @@ def tenant_form(**overrides: object) -> dict[str, object]:
         "routes-MAX_NUM_FORMS": 1000,
         "routes-0-name": "",
         "routes-0-agent": "",
+        "agent_limits-TOTAL_FORMS": 0,
+        "agent_limits-INITIAL_FORMS": 0,
+        "agent_limits-MIN_NUM_FORMS": 0,
+        "agent_limits-MAX_NUM_FORMS": 1000,
     }
     data.update(overrides)
     return data
