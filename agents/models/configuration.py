@@ -236,20 +236,13 @@ def default_health_url(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}/health"
 
 
-class RoutingName(models.Model):
-    """A `config.modalidad` value that routes to an agent (stored trimmed and lower-case)."""
+class RoutingNameRow(models.Model):
+    """A row whose `name` is compared with config.modalidad: stored trimmed and lower-case."""
 
-    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="routing_names")
-    name = models.CharField(
-        max_length=100,
-        unique=True,
-        help_text="Compared with config.modalidad trimmed and case-insensitively.",
-    )
+    name: "models.CharField[str, str]"  # each subclass declares it (unique, or per tenant)
 
     class Meta:
-        ordering = ["name"]
-        verbose_name = "routing name (modalidad)"
-        verbose_name_plural = "routing names (modalidades)"
+        abstract = True
 
     def __str__(self) -> str:
         return self.name
@@ -263,6 +256,22 @@ class RoutingName(models.Model):
         if not self.name:
             raise ValidationError({"name": "Must not be empty or only spaces."})
         super().clean()
+
+
+class RoutingName(RoutingNameRow):
+    """A `config.modalidad` value that routes to an agent (stored trimmed and lower-case)."""
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="routing_names")
+    name = models.CharField(
+        max_length=100,
+        unique=True,
+        help_text="Compared with config.modalidad trimmed and case-insensitively.",
+    )
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "routing name (modalidad)"
+        verbose_name_plural = "routing names (modalidades)"
 
 
 class Tenant(models.Model):
@@ -305,7 +314,7 @@ class Tenant(models.Model):
         return f"{self.id_empresa} {self.name}"
 
 
-class TenantRoute(models.Model):
+class TenantRoute(RoutingNameRow):
     """For one empresa, a `config.modalidad` that goes to another agent than the usual route."""
 
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="routes")
@@ -322,19 +331,6 @@ class TenantRoute(models.Model):
         ]
         verbose_name = "route for this empresa"
         verbose_name_plural = "routes for this empresa"
-
-    def __str__(self) -> str:
-        return self.name
-
-    def save(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        self.name = normalize_routing_name(self.name)
-        super().save(*args, **kwargs)
-
-    def clean(self) -> None:
-        self.name = normalize_routing_name(self.name)
-        if not self.name:
-            raise ValidationError({"name": "Must not be empty or only spaces."})
-        super().clean()
 
 
 class TenantAgentLimit(models.Model):
