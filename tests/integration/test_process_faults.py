@@ -251,7 +251,9 @@ def test_no_leak_after_1000_faulty_requests(live_db, gateway_process, fault_agen
                    ".update(timeout_s=0.5, connect_timeout_s=0.5)")  # fmt: skip
     gateway = gateway_process()
     pid = gateway.process.pid
-    asyncio.run(_mixed_load(gateway.url, 200))  # warm up: pools, imports, caches
+    # Warm up with the same load: imports, caches, and each agent's pool grown to the idle
+    # connections that load leaves (bounded by its keep-alive cap), so what follows is growth.
+    asyncio.run(_mixed_load(gateway.url, 1000))
     time.sleep(1)  # let closed sockets settle before the baseline (setup, not an assertion)
     sockets_before, rss_before = _open_sockets(pid), _rss_kb(pid)
 
