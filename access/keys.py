@@ -2,11 +2,14 @@
 
 Loaded and refreshed by fleet.sync like the agent registry (the `api_keys` ConfigVersion), so
 the request path never queries the database and a revoked key stops working in every worker
-within one poll interval. Use is recorded in memory and written back in batches by the poller
-(`last_used_at`, about once a minute per key), never one write per request.
+within one poll interval. An entry carries its expiry as a Unix timestamp, compared with the
+wall clock on every lookup, so a key stops working the moment it expires, without a reload.
+Use is recorded in memory and written back in batches by the poller (`last_used_at`, about once
+a minute per key), never one write per request.
 """
 
 import hashlib
+import math
 import secrets
 import threading
 import time
@@ -36,6 +39,7 @@ class KeyEntry:
     allowed_agents: frozenset[str] | None  # None: every agent
     requests_per_minute: int | None  # None: the default limit
     allowed_empresas: frozenset[int] | None = None  # None: every empresa
+    expires_at: float = math.inf  # Unix time from which the key is refused; inf: never
 
 
 class KeyStore:
@@ -48,6 +52,7 @@ class KeyStore:
         self._used_lock = threading.Lock()
         # Called after each apply that changed the keys (access.auth logs auth changes).
         self.on_change: list[Callable[[], None]] = []
+        self.clock: Callable[[], float] = time.time  # the wall clock expiries are judged by
 
     @property
     def loaded(self) -> bool:
@@ -56,7 +61,7 @@ class KeyStore:
     @property
     def configured(self) -> bool:
         """A key row exists or ever existed: auth (GATEWAY_AUTH=auto) stays on when the last
-        key is revoked or deleted, across restarts."""
+        key is revoked, expires or is deleted, across restarts."""
         return self._ever_configured
 
     def apply(
@@ -81,10 +86,10 @@ class KeyStore:
                 callback()
 
     def lookup(self, key: str) -> KeyEntry | None:
-        """The enabled entry for `key`. The key is hashed first, so the dictionary lookup's
-        timing depends on the digest, which a caller cannot steer toward a stored one."""
+        """The enabled, unexpired entry for `key`. The key is hashed first, so the dictionary
+        lookup's timing depends on the digest, which a caller cannot steer toward a stored one."""
         entry = self._by_digest.get(key_digest(key))
-        if entry is None or not entry.enabled:
+        if entry is None or not entry.enabled or self.clock() >= entry.expires_at:
             return None
         return entry
 
@@ -112,6 +117,7 @@ class KeyStore:
         self._ever_configured = False
         self._used.clear()
         self._written.clear()
+        self.clock = time.time
 
 
 key_store = KeyStore()

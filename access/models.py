@@ -1,10 +1,12 @@
 """API keys: who may call the chat endpoint, which agents and empresas it may reach, at what
 rate."""
 
+from datetime import datetime
 from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.utils import timezone
 
 from agents.models.configuration import bounds_validators
 
@@ -48,6 +50,12 @@ class ApiKey(models.Model):
         help_text="Rate limit for this key; more requests get a 429 with Retry-After. "
         "Blank: the RATE_LIMIT_PER_MINUTE setting.",
     )
+    expires_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="From this moment every worker refuses the key (401), without a reload. "
+        "Blank: never. Rotating a key sets it on the old key.",
+    )
     last_used_at = models.DateTimeField(
         null=True, blank=True, editable=False, help_text="Updated about once a minute."
     )
@@ -60,3 +68,6 @@ class ApiKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
+
+    def is_expired(self, now: datetime | None = None) -> bool:
+        return self.expires_at is not None and self.expires_at <= (now or timezone.now())

@@ -1,5 +1,7 @@
 """Reads of the API keys (sync ORM; never on the async hot path)."""
 
+import math
+
 from access.keys import KeyEntry
 from access.models import ApiKey
 from agents.models import ConfigVersion
@@ -25,6 +27,7 @@ def api_keys_load() -> tuple[int, bool, list[tuple[str, KeyEntry]]]:
                     allowed_agents=frozenset(a.key for a in key.allowed_agents.all()) or None,
                     requests_per_minute=key.requests_per_minute,
                     allowed_empresas=frozenset(key.empresas) or None,
+                    expires_at=key.expires_at.timestamp() if key.expires_at else math.inf,
                 ),
             )
             for key in keys

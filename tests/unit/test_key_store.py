@@ -36,3 +36,17 @@ def test_uses_are_written_at_most_once_per_interval_per_key() -> None:
     assert store.take_due_uses(now=1000.0 + LAST_USED_WRITE_INTERVAL_S - 1) == {}
     assert list(store.take_due_uses(now=1000.0 + LAST_USED_WRITE_INTERVAL_S)) == [1]
     assert store.take_due_uses(now=5000.0) == {}  # nothing used since
+
+
+def test_an_entry_is_refused_from_its_expiry_by_the_clock_alone() -> None:
+    store = KeyStore()
+    expiring = KeyEntry(
+        id=1, name="k1", enabled=True, allowed_agents=None, requests_per_minute=None,
+        expires_at=1000.0,
+    )  # fmt: skip
+    store.apply(1, [(key_digest("gk_one"), expiring)])
+    store.clock = lambda: 999.9
+    assert store.lookup("gk_one") == expiring
+    store.clock = lambda: 1000.0
+    assert store.lookup("gk_one") is None
+    assert store.configured and store.version == 1  # an expired key still exists: auth stays on
