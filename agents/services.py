@@ -10,6 +10,9 @@ from agents.selectors import AGENTS_VERSION, COMMANDS_VERSION
 # Sent after the commit of a change, with `name` = the version bumped. Change propagation
 # (fleet/sync.py) listens: the configuration domain never imports the rooms that follow it.
 config_changed = Signal()
+# Sent inside the writing transaction, with `name` = the version bumped: versions/recording.py
+# records the change in that same transaction.
+config_written = Signal()
 
 
 def config_version_bump(*, name: str = AGENTS_VERSION) -> None:
@@ -18,6 +21,7 @@ def config_version_bump(*, name: str = AGENTS_VERSION) -> None:
     updated = ConfigVersion.objects.filter(name=name).update(version=F("version") + 1)
     if not updated:
         ConfigVersion.objects.get_or_create(name=name, defaults={"version": 1})
+    config_written.send(sender=config_version_bump, name=name)
     transaction.on_commit(lambda: config_changed.send(sender=config_version_bump, name=name))
 
 

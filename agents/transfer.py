@@ -63,10 +63,12 @@ class ImportReport:
     created: list[str] = field(default_factory=list)
     changed: dict[str, list[str]] = field(default_factory=dict)  # key -> changed field names
     unchanged: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         lines = [f"created {key}" for key in self.created]
         lines += [f"changed {key}: {', '.join(fields)}" for key, fields in self.changed.items()]
+        lines += [f"deleted {key}" for key in self.deleted]
         lines += [f"unchanged {key}" for key in self.unchanged]
         return lines
 
@@ -122,35 +124,62 @@ def agents_from_go_env(variables: Mapping[str, str], *, timeout_s: float) -> lis
     return list(rows.values())
 
 
-def agents_import(rows: Any, *, dry_run: bool = False) -> ImportReport:
-    """Create or update agents from `rows`; raise ImportRejected (writing nothing) on any error."""
-    plan, errors = _plan(rows)
+def agents_import(rows: Any, *, dry_run: bool = False, prune: bool = False) -> ImportReport:
+    """Create or update agents from `rows` (with `prune`, delete the agents they leave out);
+    raise ImportRejected (writing nothing) on any error."""
+    plan = agents_plan(rows, prune=prune)
+    report = plan.report  # before writing: it tells created rows by their missing pk
+    if not dry_run:
+        agents_apply(plan)
+    return report
+
+
+@dataclass
+class AgentsPlan:
+    """What an import of agent rows will write: validated, nothing written yet."""
+
+    rows: "_Plan"
+    deleted: list[str]  # keys of agents the import prunes
+    keys_after: set[str]  # every agent's key once the import is written
+
+    @property
+    def report(self) -> ImportReport:
+        report = ImportReport(deleted=list(self.deleted))
+        for agent, _names, changed in self.rows:
+            if agent.pk is None:
+                report.created.append(agent.key)
+            elif changed:
+                report.changed[agent.key] = changed
+            else:
+                report.unchanged.append(agent.key)
+        return report
+
+
+def agents_plan(rows: Any, *, prune: bool = False) -> AgentsPlan:
+    """Validate `rows` against the model and the state the import leaves behind; raise
+    ImportRejected listing every error."""
+    plan, existing, errors = _plan(rows)
+    deleted = sorted(set(existing) - {agent.key for agent, _, _ in plan}) if prune else []
+    if not errors:
+        kept = {key: agent for key, agent in existing.items() if key not in deleted}
+        errors.extend(_whole_state_errors(plan, kept))
     if errors:
         raise ImportRejected(errors)
-    report = ImportReport()
-    for agent, _names, changed in plan:
-        if agent.pk is None:
-            report.created.append(agent.key)
-        elif changed:
-            report.changed[agent.key] = changed
-        else:
-            report.unchanged.append(agent.key)
-    if not dry_run:
-        _apply(plan)
-    return report
+    keys_after = {agent.key for agent, _, _ in plan} | (set(existing) - set(deleted))
+    return AgentsPlan(plan, deleted, keys_after)
 
 
 _Plan = list[tuple[Agent, list[str] | None, list[str]]]
 
 
-def _plan(rows: Any) -> tuple[_Plan, list[str]]:
+def _plan(rows: Any) -> tuple[_Plan, dict[str, Agent], list[str]]:
+    existing = {a.key: a for a in Agent.objects.prefetch_related("routing_names")}
     if not isinstance(rows, list):
-        return [], ["the document must be a JSON list of agent objects"]
+        return [], existing, ["the agents must be a JSON list of agent objects"]
     errors: list[str] = []
     plan: _Plan = []
     seen_keys: set[str] = set()
     allowed = {*EXPORTED_FIELDS, ROUTING_NAMES_FIELD}
-    existing = {a.key: a for a in Agent.objects.prefetch_related("routing_names")}
     for index, row in enumerate(rows, start=1):
         where = f"row {index}"
         if not isinstance(row, dict):
@@ -194,9 +223,7 @@ def _plan(rows: Any) -> tuple[_Plan, list[str]]:
         ):
             changed.append(ROUTING_NAMES_FIELD)
         plan.append((agent, routing_names, changed))
-    if not errors:
-        errors.extend(_whole_state_errors(plan, existing))
-    return plan, errors
+    return plan, existing, errors
 
 
 def _check_explicit_connect_timeout(agent: Agent, row: dict[str, Any]) -> None:
@@ -253,6 +280,14 @@ def _whole_state_errors(plan: _Plan, existing: dict[str, Agent]) -> list[str]:
     if len(fallback_routes) > 1:
         return [f"at most one agent can be the fallback route, not {', '.join(fallback_routes)}"]
     return []
+
+
+def agents_apply(plan: AgentsPlan) -> None:
+    """Write a plan in one transaction (pruned agents first: their routing names free up)."""
+    with transaction.atomic():
+        for agent in Agent.objects.filter(key__in=plan.deleted):
+            agent.delete()
+        _apply(plan.rows)
 
 
 def _apply(plan: _Plan) -> None:

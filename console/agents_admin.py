@@ -16,6 +16,7 @@ from agents.models import Agent, RoutingName, normalize_routing_name
 from agents.services import agent_set_enabled, breaker_reset_request
 from agents.transfer import ROUTING_NAMES_FIELD, ImportRejected, agents_export, agents_import
 from console.live_columns import PublishedState
+from console.recorded import RecordedChanges
 from fleet.worker_state import AgentFleetView, fleet_status
 from health.on_demand import agents_check_health, agents_send_test_message
 
@@ -53,7 +54,7 @@ class RoutingNameInline(admin.TabularInline):
 
 
 @admin.register(Agent)
-class AgentAdmin(admin.ModelAdmin):
+class AgentAdmin(RecordedChanges, admin.ModelAdmin):
     list_display = [
         "key",
         "name",
@@ -69,6 +70,7 @@ class AgentAdmin(admin.ModelAdmin):
     list_filter = ["enabled", "payload_format", "is_fallback_route"]
     search_fields = ["key", "name", "url", "routing_names__name"]
     inlines = [RoutingNameInline]
+    version_kind = "agent"
     actions = [
         "check_health",
         "send_test_message",
@@ -97,6 +99,9 @@ class AgentAdmin(admin.ModelAdmin):
         ("Fallback", {"fields": ["fallback_reply", "is_fallback_route"]}),
         ("History", {"fields": ["created_at", "updated_at"]}),
     ]
+
+    def version_ident(self, obj: Agent) -> str:
+        return obj.key
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Agent]:
         return (
@@ -195,7 +200,7 @@ class AgentAdmin(admin.ModelAdmin):
     def get_urls(self) -> list[URLPattern]:
         view = self.admin_site.admin_view
         return [
-            path("import/", view(self.import_view), name="agents_agent_import"),
+            path("import/", view(self.recorded(self.import_view)), name="agents_agent_import"),
             path("export/", view(self.export_view), name="agents_agent_export"),
             *super().get_urls(),
         ]

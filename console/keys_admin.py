@@ -18,6 +18,7 @@ from django.utils.html import format_html
 from access.keys import key_generate
 from access.models import ApiKey
 from access.services import ROTATE_REVOKED, api_key_rotate, api_key_rotated_name, api_key_set_secret
+from console.recorded import RecordedChanges
 
 NEVER = "never"
 EXPIRED = "expired"
@@ -48,7 +49,7 @@ class ApiKeyRotateForm(forms.Form):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(RecordedChanges, admin.ModelAdmin):
     """Keys are generated here and shown once, on the page that follows "Save" or "Rotate";
     only their SHA-256 digest and a short prefix are stored."""
 
@@ -62,6 +63,10 @@ class ApiKeyAdmin(admin.ModelAdmin):
               "requests_per_minute", "last_used_at", "created_at"]  # fmt: skip
     readonly_fields = ["prefix", "last_used_at", "created_at"]
     actions = ["revoke_selected", "rotate_selected"]
+    version_kind = "api_key"
+
+    def version_ident(self, obj: ApiKey) -> str:
+        return obj.key_hash
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[ApiKey]:
         return super().get_queryset(request).prefetch_related("allowed_agents")
@@ -137,7 +142,11 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def get_urls(self) -> list[URLPattern]:
         view = self.admin_site.admin_view
         return [
-            path("<path:object_id>/rotate/", view(self.rotate_view), name="access_apikey_rotate"),
+            path(
+                "<path:object_id>/rotate/",
+                view(self.recorded(self.rotate_view)),
+                name="access_apikey_rotate",
+            ),
             *super().get_urls(),
         ]
 

@@ -8,6 +8,7 @@ from django.http import HttpRequest, HttpResponse
 
 from agents.models import Tenant, TenantAgentLimit, TenantRoute
 from console.live_columns import PublishedState
+from console.recorded import RecordedChanges
 from fleet.worker_state import TenantFleetView, fleet_tenants_status
 
 _fleet: PublishedState[int, TenantFleetView] = PublishedState("tenants", fleet_tenants_status)
@@ -28,7 +29,7 @@ class TenantRouteInline(admin.TabularInline):
 
 
 @admin.register(Tenant)
-class TenantAdmin(admin.ModelAdmin):
+class TenantAdmin(RecordedChanges, admin.ModelAdmin):
     """Saving propagates to every worker like an agent edit (agents/signals.py)."""
 
     list_display = ["id_empresa", "name", "enabled", "max_concurrency", "requests_per_minute",
@@ -39,6 +40,10 @@ class TenantAdmin(admin.ModelAdmin):
     search_fields = ["name", "=id_empresa"]
     fields = ["id_empresa", "name", "enabled", "max_concurrency", "requests_per_minute"]
     inlines = [TenantRouteInline, TenantAgentLimitInline]
+    version_kind = "tenant"
+
+    def version_ident(self, obj: Tenant) -> str:
+        return str(obj.id_empresa)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Tenant]:
         return super().get_queryset(request).prefetch_related("routes__agent")

@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "ninja",
     "agents",
     "access",
+    "versions",
     "fleet",
     "console",
     "chat",

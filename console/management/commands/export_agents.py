@@ -1,11 +1,11 @@
 """`manage.py export_agents`: every agent as JSON, the format import_agents reads."""
 
-import json
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
 from agents.transfer import agents_export
+from console.management.json_files import json_text, json_write
 
 
 class Command(BaseCommand):
@@ -15,9 +15,4 @@ class Command(BaseCommand):
         parser.add_argument("--output", "-o", help="write to this file instead of stdout")
 
     def handle(self, *args: Any, output: str | None, **options: Any) -> None:
-        text = json.dumps(agents_export(), indent=2, ensure_ascii=False) + "\n"
-        if output:
-            with open(output, "w", encoding="utf-8") as handle:
-                handle.write(text)
-        else:
-            self.stdout.write(text, ending="")
+        json_write(json_text(agents_export()), output, self.stdout)

@@ -1,15 +1,18 @@
 """`manage.py import_agents`: create or update agents from a JSON file (or the Go gateway's env
 variables), validated as the admin validates them; one transaction, one configuration change."""
 
-import json
-import sys
-from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import transaction
 
 from agents.transfer import ImportRejected, agents_from_go_env, agents_import
+from console.management.json_files import json_read
+from versions.models import Source
+from versions.recording import recording
+
+AUTHOR = "manage.py import_agents"
 
 
 class Command(BaseCommand):
@@ -31,8 +34,9 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, file: str | None, from_env: bool, dry_run: bool, **options: Any):
         try:
-            rows = self._rows_from_env() if from_env else self._rows_from_file(file or "-")
-            report = agents_import(rows, dry_run=dry_run)
+            rows = self._rows_from_env() if from_env else json_read(file or "-")
+            with transaction.atomic(), recording(author=AUTHOR, source=Source.IMPORT):
+                report = agents_import(rows, dry_run=dry_run)
         except ImportRejected as exc:
             for line in exc.errors:
                 self.stderr.write(line)
@@ -50,13 +54,3 @@ class Command(BaseCommand):
         if not rows:
             raise CommandError("no AGENT_<KEY>_URL or AGENT_<KEY>_ENABLED variable is set")
         return rows
-
-    def _rows_from_file(self, file: str) -> Any:
-        try:
-            text = sys.stdin.read() if file == "-" else Path(file).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise CommandError(f"cannot read {file}: {exc.strerror}") from exc
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise CommandError(f"{file} is not valid JSON: {exc}") from exc
