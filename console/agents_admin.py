@@ -15,6 +15,7 @@ from django.utils.text import capfirst
 from agents.models import Agent, RoutingName, normalize_routing_name
 from agents.services import agent_set_enabled, breaker_reset_request
 from agents.transfer import ROUTING_NAMES_FIELD, ImportRejected, agents_export, agents_import
+from console.agent_charts import AgentChartsMixin
 from console.live_columns import PublishedState
 from fleet.worker_state import AgentFleetView, fleet_status
 from health.on_demand import agents_check_health, agents_send_test_message
@@ -53,7 +54,7 @@ class RoutingNameInline(admin.TabularInline):
 
 
 @admin.register(Agent)
-class AgentAdmin(admin.ModelAdmin):
+class AgentAdmin(AgentChartsMixin, admin.ModelAdmin):
     list_display = [
         "key",
         "name",
@@ -64,6 +65,7 @@ class AgentAdmin(admin.ModelAdmin):
         "inflight_column",
         "traffic_column",
         "health_column",
+        "charts_column",
     ]
     list_editable = ["enabled"]
     list_filter = ["enabled", "payload_format", "is_fallback_route"]
@@ -76,9 +78,10 @@ class AgentAdmin(admin.ModelAdmin):
         "disable_selected",
         "reset_breaker",
     ]
-    readonly_fields = ["created_at", "updated_at"]
+    readonly_fields = ["created_at", "updated_at", "charts_panel"]
     fieldsets = [
         (None, {"fields": ["key", "name", "url", "health_url", "enabled", "payload_format"]}),
+        ("Last hour", {"fields": ["charts_panel"]}),
         (
             "Limits",
             {
