@@ -5,6 +5,7 @@ answer, refusals included); this module sets `ctx.agent`, the label it uses.
 """
 
 import logging
+import time
 
 from access.auth import Principal
 from access.ratelimit import rate_limiter
@@ -89,6 +90,7 @@ async def chat_handle(payload: ChatIn, *, principal: Principal, ctx: RequestCont
     activity_record(
         key,
         fallback=result.status != 200 or "X-Gateway-Fallback" in result.headers,
+        seconds=time.perf_counter() - ctx.started,
         tenant=id_empresa if tenant is not None else None,
     )
     return result

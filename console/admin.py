@@ -1,5 +1,9 @@
 """The admin pages, registered when Django's admin autodiscovers this module."""
 
-from console import agents_admin, keys_admin, tenants_admin, versions_admin
+from django.contrib import admin
 
-__all__ = ["agents_admin", "keys_admin", "tenants_admin", "versions_admin"]
+from console import agents_admin, fleet_dashboard, keys_admin, tenants_admin, versions_admin
+
+fleet_dashboard.register(admin.site)
+
+__all__ = ["agents_admin", "fleet_dashboard", "keys_admin", "tenants_admin", "versions_admin"]

@@ -15,6 +15,7 @@ from django.utils.text import capfirst
 from agents.models import Agent, RoutingName, normalize_routing_name
 from agents.services import agent_set_enabled, breaker_reset_request
 from agents.transfer import ROUTING_NAMES_FIELD, ImportRejected, agents_export, agents_import
+from console.agent_charts import AgentChartsMixin
 from console.live_columns import PublishedState
 from console.recorded import RecordedChanges
 from fleet.worker_state import AgentFleetView, fleet_status
@@ -54,7 +55,7 @@ class RoutingNameInline(admin.TabularInline):
 
 
 @admin.register(Agent)
-class AgentAdmin(RecordedChanges, admin.ModelAdmin):
+class AgentAdmin(RecordedChanges, AgentChartsMixin, admin.ModelAdmin):
     list_display = [
         "key",
         "name",
@@ -65,6 +66,7 @@ class AgentAdmin(RecordedChanges, admin.ModelAdmin):
         "inflight_column",
         "traffic_column",
         "health_column",
+        "charts_column",
     ]
     list_editable = ["enabled"]
     list_filter = ["enabled", "payload_format", "is_fallback_route"]
@@ -78,9 +80,10 @@ class AgentAdmin(RecordedChanges, admin.ModelAdmin):
         "disable_selected",
         "reset_breaker",
     ]
-    readonly_fields = ["created_at", "updated_at"]
+    readonly_fields = ["created_at", "updated_at", "charts_panel"]
     fieldsets = [
         (None, {"fields": ["key", "name", "url", "health_url", "enabled", "payload_format"]}),
+        ("Last hour", {"fields": ["charts_panel"]}),
         (
             "Limits",
             {

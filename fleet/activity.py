@@ -1,12 +1,15 @@
 """Requests and fallbacks per agent, and per empresa with a tenant row, over the last five
-minutes, in this process.
+minutes, in this process; and per agent the last hour by minute, with latencies (fleet/series.py).
 
 Ten-second buckets in a ring: recording is two integer increments on the event loop, and the
 totals are summed when the worker publishes its state (fleet/worker_state.py), not per request.
 """
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from fleet.series import MinuteSeries, series_published
 
 WINDOW_S = 300
 BUCKET_S = 10
@@ -41,15 +44,21 @@ class ActivityWindow:
 
 
 _windows: dict[str, ActivityWindow] = {}
+_hours: dict[str, MinuteSeries] = {}
 # Keyed by id_empresa; only empresas with a tenant row are recorded (bounded by the admin's rows).
 _tenant_windows: dict[int, ActivityWindow] = {}
 
 
-def activity_record(agent: str, *, fallback: bool, tenant: int | None = None) -> None:
+def activity_record(
+    agent: str, *, fallback: bool, seconds: float, tenant: int | None = None
+) -> None:
+    """One chat answer by `agent`, `seconds` after the request arrived."""
     window = _windows.get(agent)
     if window is None:
         window = _windows[agent] = ActivityWindow()
+        _hours[agent] = MinuteSeries()
     window.record(fallback=fallback)
+    _hours[agent].record(fallback=fallback, seconds=seconds)
     if tenant is not None:
         tenant_window = _tenant_windows.get(tenant)
         if tenant_window is None:
@@ -62,6 +71,11 @@ def activity_totals(agent: str) -> tuple[int, int]:
     return window.totals() if window is not None else (0, 0)
 
 
+def activity_series(agents: Iterable[str]) -> dict[str, Any]:
+    """The last hour of these agents (those with requests), as a worker publishes it."""
+    return series_published({key: _hours[key] for key in agents if key in _hours})
+
+
 def tenant_activity_totals(id_empresa: int) -> tuple[int, int]:
     window = _tenant_windows.get(id_empresa)
     return window.totals() if window is not None else (0, 0)
@@ -70,4 +84,5 @@ def tenant_activity_totals(id_empresa: int) -> tuple[int, int]:
 def activity_clear() -> None:
     """Forget everything (tests)."""
     _windows.clear()
+    _hours.clear()
     _tenant_windows.clear()

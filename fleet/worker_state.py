@@ -2,8 +2,9 @@
 
 Every serving process publishes, from its registry poller thread every PUBLISH_INTERVAL_S, one
 WorkerStatus row: per agent its breaker state, calls in flight and the last five minutes'
-requests and fallbacks. The admin reads the rows of live workers (`fleet_status`), so its columns
-show the serving processes, not the admin process's own registry. "Reset breaker" works the other
+requests and fallbacks, and per agent the last hour by minute (fleet/series.py). The admin reads
+the rows of live workers (`fleet_status`, `fleet_series`), so its columns and charts show the
+serving processes, not the admin process's own registry. "Reset breaker" works the other
 way: the admin writes a BreakerReset row and bumps the `commands` version; each process's poller
 sees the version move and closes that agent's breaker on its event loop.
 """
@@ -16,12 +17,13 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from django.db.models import Max
+from django.db.models import Max, QuerySet
 from django.utils import timezone
 
 from agents.models import BreakerReset, WorkerStatus
 from agents.selectors import COMMANDS_VERSION
-from fleet.activity import activity_totals, tenant_activity_totals
+from fleet.activity import activity_series, activity_totals, tenant_activity_totals
+from fleet.series import HourView, series_merge
 from runtime import AgentRegistry
 
 PUBLISH_INTERVAL_S = 2.0
@@ -56,7 +58,7 @@ def worker_state_collect(target: AgentRegistry) -> dict[str, Any]:
             "requests_5m": requests,
             "fallbacks_5m": fallbacks,
         }
-    return {"agents": agents, "tenants": tenants}
+    return {"agents": agents, "tenants": tenants, "series": activity_series(agents)}
 
 
 def worker_state_publish(target: AgentRegistry) -> None:
@@ -202,17 +204,29 @@ def fleet_open_breakers() -> frozenset[str]:
     )
 
 
+def _live_rows(now: Any) -> QuerySet[WorkerStatus]:
+    return WorkerStatus.objects.filter(updated_at__gte=now - timedelta(seconds=LIVE_WITHIN_S))
+
+
 def fleet_status(now: Any = None) -> dict[str, AgentFleetView]:
     """Every agent as the live serving processes last published it."""
     now = now or timezone.now()
     views: dict[str, AgentFleetView] = {}
-    rows = WorkerStatus.objects.filter(updated_at__gte=now - timedelta(seconds=LIVE_WITHIN_S))
-    for row in rows:
-        for key, state in (row.state.get("agents") or {}).items():
+    # Only the "agents" part: each worker reads this every PUBLISH_INTERVAL_S (for /health),
+    # and the hour's series beside it are far larger.
+    for worker, agents in _live_rows(now).values_list("worker_id", "state__agents"):
+        for key, state in (agents or {}).items():
             view = views.setdefault(key, AgentFleetView())
-            view.breakers[row.worker_id] = str(state.get("breaker", "?"))
+            view.breakers[worker] = str(state.get("breaker", "?"))
             view.inflight += int(state.get("inflight", 0))
             view.limit += int(state.get("limit", 0))
             view.requests_5m += int(state.get("requests_5m", 0))
             view.fallbacks_5m += int(state.get("fallbacks_5m", 0))
     return views
+
+
+def fleet_series(now: Any = None) -> dict[str, HourView]:
+    """Every agent's last hour, summed per minute over the live serving processes."""
+    now = now or timezone.now()
+    published = _live_rows(now).values_list("state__series", flat=True)
+    return series_merge((series for series in published if series), now=now.timestamp())
