@@ -13,7 +13,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
 from agents.transfer import ImportRejected
-from versions.diff import config_diff
+from versions.diff import ObjectChange, config_diff, value_text
 from versions.document import config_export
 from versions.models import Source, Version, VersionObject
 from versions.restore import config_import
@@ -76,7 +76,7 @@ class VersionAdmin(admin.ModelAdmin):
         version = self._version(request, object_id)
         context = {
             **self._context(request, version, f"Version #{version.pk}"),
-            "changes": version.changes,
+            "changes": _readable(version.changes),
             "may_restore": self._may_restore(request),
             "newer": Version.objects.filter(pk__gt=version.pk).count(),
         }
@@ -90,7 +90,7 @@ class VersionAdmin(admin.ModelAdmin):
             return self._restore(request, version)
         context = {
             **self._context(request, version, f"Restore version #{version.pk}?"),
-            "changes": config_diff(config_export(), version.document),
+            "changes": _readable(config_diff(config_export(), version.document)),
         }
         return TemplateResponse(request, "admin/versions/version/restore.html", context)
 
@@ -137,3 +137,18 @@ class VersionAdmin(admin.ModelAdmin):
             "opts": self.opts,
             "changelist_url": reverse("admin:versions_version_changelist"),
         }
+
+
+def _readable(changes: list[ObjectChange]) -> list[dict[str, Any]]:
+    """Changes with their values as JSON text (None stays None: no value on that side)."""
+    return [
+        {**change, "fields": [
+            {"field": f["field"],
+             "before": None if f["before"] is None and change["op"] == "created"
+             else value_text(f["before"]),
+             "after": None if f["after"] is None and change["op"] == "deleted"
+             else value_text(f["after"])}
+            for f in change["fields"]
+        ]}
+        for change in changes
+    ]  # fmt: skip

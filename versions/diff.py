@@ -67,7 +67,7 @@ def diff_lines(changes: Iterable[ObjectChange]) -> list[str]:
     for change in changes:
         head = f"{change['op']} {change['kind']} {change['label']}"
         if change["op"] == "changed":
-            parts = [f"{f['field']} {_text(f['before'])} -> {_text(f['after'])}"
+            parts = [f"{f['field']} {value_text(f['before'])} -> {value_text(f['after'])}"
                      for f in change["fields"]]  # fmt: skip
             head += ": " + "; ".join(parts)
         lines.append(head)
@@ -103,5 +103,6 @@ def _field_names(*rows: Mapping[str, Any]) -> list[str]:
     return list(names)
 
 
-def _text(value: Any) -> str:
+def value_text(value: Any) -> str:
+    """A field's value as JSON text, as a person reads it in a diff."""
     return json.dumps(value, ensure_ascii=False)
