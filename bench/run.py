@@ -183,6 +183,27 @@ def _cpu_ratio(bench: Bench, scenario: str, reference: str) -> None:
         bench.checks[name].append(gateway.cpu_ms / other.cpu_ms)
 
 
+TENANTS_GATEWAY = "gateway, 1,000 tenants"
+
+
+def tenants(bench: Bench, gateway: Server, with_tenants: Server) -> None:
+    """Issue 18: the same proxied call on a gateway with 1,000 tenant rows (the bench's empresa
+    among them, with a cap and a rate limit the load never reaches) and on one without, back to
+    back in one round."""
+    for connections in (1, 16):
+        scenario = f"tenants: agent at once, {connections} conc"
+        for server in (gateway, with_tenants):
+            bench.measure(server, Load(scenario, CHAT_PATH, chat_body("instant"), AUTH, connections))
+        rows = bench.rows
+        plain, loaded = rows[(scenario, gateway.name)][-1], rows[(scenario, with_tenants.name)][-1]
+        bench.checks[f"tenants @{connections}: CPU per call, 1,000 tenants / none"].append(
+            loaded.cpu_ms / plain.cpu_ms
+        )
+        bench.checks[f"tenants @{connections}: req/s, 1,000 tenants / none"].append(
+            loaded.rps / plain.rps
+        )
+
+
 def no_agent(bench: Bench, gateway: Server) -> None:
     """Answers that never reach an agent, at 16 concurrent."""
     hold = threading.Thread(target=_hold, args=(gateway.base + CHAT_PATH,), daemon=True)
@@ -320,7 +341,7 @@ def main() -> None:
         "--only",
         nargs="*",
         default=["compare", "noagent", "inflight", "workers"],
-        choices=["compare", "noagent", "inflight", "workers"],
+        choices=["compare", "noagent", "inflight", "workers", "tenants"],
     )
     parser.add_argument(
         "--refs",
@@ -351,6 +372,12 @@ def main() -> None:
             "gateway", "gateway_project.asgi:application", stack.gateway_env()
         )
         print(f"gateway allocator: {gateway.allocator()} (deploy/with-allocator.sh)", flush=True)
+        with_tenants = None
+        if "tenants" in args.only:
+            env = stack.gateway_env("gateway-tenants")
+            stack.setup_gateway_db(stub, {**env, "BENCH_TENANTS": "1000"})
+            with_tenants = stack.start_python(TENANTS_GATEWAY, "gateway_project.asgi:application",
+                                              env)  # fmt: skip
         routes = {"BENCH_ROUTES": f"instant={stub.base}/instant,delay50ms={stub.base}/delay50ms"}
         naive_settings = {"DJANGO_SETTINGS_MODULE": "bench.naive.settings"}
         refs = {
@@ -378,6 +405,8 @@ def main() -> None:
             print(f"round {round_ + 1}/{args.repeat}", flush=True)
             if "compare" in args.only:
                 compare(bench, stub, [gateway, *others])
+            if with_tenants is not None:
+                tenants(bench, gateway, with_tenants)
             if "noagent" in args.only:
                 no_agent(bench, gateway)
             if "workers" in args.only:
@@ -406,7 +435,7 @@ def print_table(bench: Bench, args: argparse.Namespace) -> None:
             f"{_median([r.rss_mb for r in rows]):.0f} | {_median([r.cpu_ms for r in rows]):.2f} | "
             f"{'ok' if all(r.ok for r in rows) else 'WRONG'} |"
         )
-    print("\n| target of issue 7 | median | rounds |")
+    print("\n| ratio or target, measured in the same run | median | rounds |")
     print("|---|---:|---|")
     for name, values in bench.checks.items():
         rounds = ", ".join(f"{v:.2f}" for v in values)

@@ -117,12 +117,12 @@ class Stack:
         self.dead.bind(("127.0.0.1", 0))
         return f"http://127.0.0.1:{self.dead.getsockname()[1]}/chat"
 
-    def gateway_env(self) -> dict[str, str]:
+    def gateway_env(self, database: str = "gateway") -> dict[str, str]:
         return {
             "PYTHONPATH": str(ROOT),
             "DJANGO_SETTINGS_MODULE": "gateway_project.settings",
             "SECRET_KEY": "bench-only-secret",
-            "DATABASE_URL": f"sqlite:///{self.workdir / 'gateway.sqlite3'}",
+            "DATABASE_URL": f"sqlite:///{self.workdir / database}.sqlite3",
             "GATEWAY_API_KEY": API_KEY,
             # Rate limiting stays on (its cost is measured) with a budget the load cannot spend.
             "RATE_LIMIT_PER_MINUTE": "100000000",
@@ -130,10 +130,12 @@ class Stack:
             "ALLOWED_HOSTS": "127.0.0.1,localhost",
         }
 
-    def setup_gateway_db(self, stub: Server) -> None:
+    def setup_gateway_db(self, stub: Server, env: dict[str, str] | None = None) -> None:
+        """Migrate and fill the gateway's database (`env`: another gateway's, as
+        `gateway_env(database)` gives it, plus e.g. BENCH_TENANTS)."""
         subprocess.run(
             [PYTHON, "-m", "bench.gateway_setup", stub.base, self.dead_url()],
-            env={**os.environ, **self.gateway_env()},
+            env={**os.environ, **(env or self.gateway_env())},
             cwd=ROOT,
             check=True,
             timeout=120,

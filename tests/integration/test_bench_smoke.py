@@ -20,7 +20,8 @@ pytestmark = pytest.mark.integration
 def test_the_bench_runs_and_every_load_gets_the_expected_answers():
     result = subprocess.run(
         [sys.executable, "-m", "bench.run", "--duration", "1", "--warmup", "0",
-         "--only", "compare", "noagent", "inflight", "--refs", "naive", "--inflight", "50",
+         "--only", "compare", "noagent", "inflight", "tenants", "--refs", "naive",
+         "--inflight", "50",
          "--keepalive-wait", "0"],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
@@ -28,11 +29,15 @@ def test_the_bench_runs_and_every_load_gets_the_expected_answers():
     rows = [
         line for line in result.stdout.splitlines() if re.match(r"\| \S.* \| (ok|WRONG) \|$", line)
     ]
-    assert len(rows) == 4 * 3 + 4, result.stdout  # 4 scenarios x (stub, gateway, naive) + 4
+    # 4 scenarios x (stub, gateway, naive) + 4 without an agent + 2 x (gateway, with tenants)
+    assert len(rows) == 4 * 3 + 4 + 2 * 2, result.stdout
     # The gateway and the stub must answer right; a reference proxy may falter in a 1 s run
     # on a busy machine (the full run reports it as WRONG), which is not the gateway's concern.
-    ours = [row for row in rows if "| gateway |" in row or " stub |" in row]
-    assert len(ours) == 4 * 2 + 4 and all(row.endswith("| ok |") for row in ours), "\n".join(rows)
+    ours = [row for row in rows if re.search(r"\| (gateway|gateway, 1,000 tenants|\S+ stub) \|", row)]
+    assert len(ours) == 4 * 2 + 4 + 2 * 2, "\n".join(rows)
+    assert all(row.endswith("| ok |") for row in ours), "\n".join(rows)
+    assert re.search(r"\| tenants @16: CPU per call, 1,000 tenants / none \| \d+\.\d\d \|",
+                     result.stdout)  # fmt: skip
     assert "| 50 ms @64: gateway / straight to agent |" in result.stdout
     assert "| 50 in flight @5 s: answered 200 | 50.00 |" in result.stdout
 

@@ -243,6 +243,16 @@ class TestOneVersionPerChange:
         recorded = json.dumps([version.changes, version.document])
         assert html.unescape(plain.group(1)) not in recorded
 
+    def test_a_key_rotation_is_one_version_the_new_key_and_the_old_ones_expiry(self, admin):
+        old, _ = api_key_create(name="n8n")
+        start = latest().pk
+        admin.post(f"{KEYS}{old.pk}/rotate/", {"grace_s": 3600, "name": "n8n-r2"})
+        (version,) = new_versions(start)
+        assert version.author == "admin"
+        assert change_of(version, "api_key", "n8n-r2")["op"] == "created"
+        before, after = change_of(version, "api_key", "n8n")["expires_at"]
+        assert before is None and after == ApiKey.objects.get(pk=old.pk).expires_at.isoformat()
+
     def test_deleting_an_agent_from_the_admin_is_one_version(self, admin):
         start = latest().pk
         reserva = Agent.objects.get(key="reserva")
