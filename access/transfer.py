@@ -16,7 +16,7 @@ from django.utils.dateparse import parse_datetime
 
 from access.models import ApiKey
 from agents.models import Agent
-from agents.transfer import ImportRejected
+from agents.transfer import ImportRejected, RowWalk, validation_lines
 
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
 
@@ -81,24 +81,10 @@ def api_keys_plan(rows: Any, *, agent_keys: set[str], prune: bool = False) -> Ap
     plan: list[_KeyRow] = []
     seen: set[str] = set()
     names: dict[str, str] = {}
-    for index, row in enumerate(rows, start=1):
-        where = f"api key row {index}"
-        if not isinstance(row, dict):
-            errors.append(f"{where}: must be an object")
-            continue
-        digest = row.get("digest")
-        if not isinstance(digest, str) or not _DIGEST.match(digest):
-            errors.append(f"{where}: 'digest' is required, 64 lower-case hex digits (SHA-256)")
-            continue
-        where = f"api key row {index} ({row.get('name', digest[:8])})"
-        if digest in seen:
-            errors.append(f"{where}: the digest appears more than once")
-            continue
+    hint = ", 64 lower-case hex digits (SHA-256)"
+    walk = RowWalk("api key row", "digest", set(FIELDS), errors, hint=hint)
+    for where, digest, row in walk.rows(rows, _is_digest, shown="name"):
         seen.add(digest)
-        unknown = sorted(set(row) - set(FIELDS))
-        if unknown:
-            errors.append(f"{where}: unknown field(s) {', '.join(unknown)}")
-            continue
         api_key = existing.get(digest) or ApiKey(key_hash=digest)
         before_agents = sorted(a.key for a in api_key.allowed_agents.all()) if api_key.pk else []
         try:
@@ -121,8 +107,7 @@ def api_keys_plan(rows: Any, *, agent_keys: set[str], prune: bool = False) -> Ap
         try:
             api_key.full_clean(validate_unique=False, validate_constraints=False)
         except ValidationError as exc:
-            errors += [f"{where}: {name}: {message}"
-                       for name, messages in exc.message_dict.items() for message in messages]  # fmt: skip
+            errors += validation_lines(where, exc)
             continue
         if api_key.name in names:
             errors.append(f"{where}: the name {api_key.name!r} appears more than once")
@@ -137,6 +122,10 @@ def api_keys_plan(rows: Any, *, agent_keys: set[str], prune: bool = False) -> Ap
     if errors:
         raise ImportRejected(errors)
     return ApiKeysPlan(plan, deleted)
+
+
+def _is_digest(value: Any) -> bool:
+    return isinstance(value, str) and bool(_DIGEST.match(value))
 
 
 def api_keys_apply(plan: ApiKeysPlan) -> None:

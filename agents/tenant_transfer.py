@@ -12,7 +12,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from agents.models import Agent, Tenant, TenantAgentLimit, TenantRoute, normalize_routing_name
-from agents.transfer import ImportRejected
+from agents.transfer import ImportRejected, RowWalk, validation_lines
 
 TENANT_FIELDS = ("id_empresa", "name", "enabled", "max_concurrency", "requests_per_minute")
 ROUTES_FIELD = "routes"
@@ -57,25 +57,10 @@ def tenants_plan(rows: Any, *, agent_keys: set[str], prune: bool = False) -> Ten
     allowed = {*TENANT_FIELDS, ROUTES_FIELD, AGENT_LIMITS_FIELD}
     errors: list[str] = []
     plan: list[_TenantRow] = []
+    walk = RowWalk("tenant row", "id_empresa", allowed, errors, hint=", a number above 0")
     seen: set[int] = set()
-    for index, row in enumerate(rows, start=1):
-        where = f"tenant row {index}"
-        if not isinstance(row, dict):
-            errors.append(f"{where}: must be an object")
-            continue
-        id_empresa = row.get("id_empresa")
-        if not isinstance(id_empresa, int) or isinstance(id_empresa, bool) or id_empresa < 1:
-            errors.append(f"{where}: 'id_empresa' is required, a number above 0")
-            continue
-        where = f"tenant row {index} ({id_empresa})"
-        if id_empresa in seen:
-            errors.append(f"{where}: the id_empresa appears more than once")
-            continue
+    for where, id_empresa, row in walk.rows(rows, _is_id_empresa):
         seen.add(id_empresa)
-        unknown = sorted(set(row) - allowed)
-        if unknown:
-            errors.append(f"{where}: unknown field(s) {', '.join(unknown)}")
-            continue
         tenant = existing.get(id_empresa) or Tenant(id_empresa=id_empresa)
         before = {name: getattr(tenant, name) for name in TENANT_FIELDS}
         for name in TENANT_FIELDS:
@@ -84,8 +69,7 @@ def tenants_plan(rows: Any, *, agent_keys: set[str], prune: bool = False) -> Ten
         try:
             tenant.full_clean(validate_unique=False, validate_constraints=False)
         except ValidationError as exc:
-            errors += [f"{where}: {name}: {message}"
-                       for name, messages in exc.message_dict.items() for message in messages]  # fmt: skip
+            errors += validation_lines(where, exc)
             continue
         routes, route_errors = _routes(row.get(ROUTES_FIELD, {}), agent_keys)
         limits, limit_errors = _limits(row.get(AGENT_LIMITS_FIELD, {}), agent_keys)
@@ -135,6 +119,10 @@ def _sync_limits(tenant: Tenant, limits: dict[str, int], agents: dict[str, Agent
     for key, cap in limits.items():
         if key not in current:
             TenantAgentLimit.objects.create(tenant=tenant, agent=agents[key], max_concurrency=cap)
+
+
+def _is_id_empresa(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 def _routes(raw: Any, agent_keys: set[str]) -> tuple[dict[str, str], list[str]]:

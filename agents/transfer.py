@@ -9,7 +9,7 @@ nothing the second time.
 """
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -172,32 +172,53 @@ def agents_plan(rows: Any, *, prune: bool = False) -> AgentsPlan:
 _Plan = list[tuple[Agent, list[str] | None, list[str]]]
 
 
+@dataclass
+class RowWalk:
+    """The checks every imported row gets before its fields: it is an object, its identity
+    (`field`) is valid and appears once, and it names only `allowed` fields. A row that fails
+    adds one line to `errors` and is skipped."""
+
+    label: str  # "row", "tenant row", ...
+    field: str
+    allowed: set[str]
+    errors: list[str]
+    hint: str = ""  # what a valid identity looks like
+
+    def rows(
+        self, rows: list[Any], valid: Callable[[Any], bool], shown: str | None = None
+    ) -> Iterator[tuple[str, Any, dict[str, Any]]]:
+        """(where, identity, row) per good row; `where` names the row by `shown` (a field) or
+        by its identity."""
+        seen: set[Any] = set()
+        for index, row in enumerate(rows, start=1):
+            where = f"{self.label} {index}"
+            if not isinstance(row, dict):
+                self.errors.append(f"{where}: must be an object")
+                continue
+            ident = row.get(self.field)
+            if not valid(ident):
+                self.errors.append(f"{where}: '{self.field}' is required{self.hint}")
+                continue
+            where = f"{where} ({row.get(shown, ident) if shown else ident})"
+            if ident in seen:
+                self.errors.append(f"{where}: the {self.field} appears more than once")
+                continue
+            seen.add(ident)
+            unknown = sorted(set(row) - self.allowed)
+            if unknown:
+                self.errors.append(f"{where}: unknown field(s) {', '.join(unknown)}")
+                continue
+            yield where, ident, row
+
+
 def _plan(rows: Any) -> tuple[_Plan, dict[str, Agent], list[str]]:
     existing = {a.key: a for a in Agent.objects.prefetch_related("routing_names")}
     if not isinstance(rows, list):
         return [], existing, ["the agents must be a JSON list of agent objects"]
     errors: list[str] = []
     plan: _Plan = []
-    seen_keys: set[str] = set()
-    allowed = {*EXPORTED_FIELDS, ROUTING_NAMES_FIELD}
-    for index, row in enumerate(rows, start=1):
-        where = f"row {index}"
-        if not isinstance(row, dict):
-            errors.append(f"{where}: must be an object")
-            continue
-        key = row.get("key")
-        if not isinstance(key, str) or not key:
-            errors.append(f"{where}: 'key' is required")
-            continue
-        where = f"row {index} ({key})"
-        if key in seen_keys:
-            errors.append(f"{where}: the key appears more than once")
-            continue
-        seen_keys.add(key)
-        unknown = sorted(set(row) - allowed)
-        if unknown:
-            errors.append(f"{where}: unknown field(s) {', '.join(unknown)}")
-            continue
+    walk = RowWalk("row", "key", {*EXPORTED_FIELDS, ROUTING_NAMES_FIELD}, errors)
+    for where, key, row in walk.rows(rows, lambda key: isinstance(key, str) and bool(key)):
         routing_names, names_error = _routing_names(row)
         if names_error:
             errors.append(f"{where}: {names_error}")
@@ -213,7 +234,7 @@ def _plan(rows: Any) -> tuple[_Plan, dict[str, Agent], list[str]]:
             agent.full_clean(validate_unique=False, validate_constraints=False)
             _check_explicit_connect_timeout(agent, row)
         except ValidationError as exc:
-            errors.extend(_validation_lines(where, exc))
+            errors.extend(validation_lines(where, exc))
             continue
         changed = [name for name in EXPORTED_FIELDS if _exported(agent, name) != before[name]]
         if (
@@ -253,7 +274,8 @@ def _routing_names(row: dict[str, Any]) -> tuple[list[str] | None, str | None]:
     return names, None
 
 
-def _validation_lines(where: str, exc: ValidationError) -> list[str]:
+def validation_lines(where: str, exc: ValidationError) -> list[str]:
+    """A model's validation errors, one line each, prefixed with the row they belong to."""
     return [
         f"{where}: {name}: {message}"
         for name, messages in exc.message_dict.items()
