@@ -35,6 +35,7 @@ class GatewaySettings:
     rate_limit_per_minute: int
     rate_limit_storage_uri: str
     redis_url: str
+    secrets_keys: tuple[str, ...]  # GATEWAY_SECRETS_KEYS; empty: derived from SECRET_KEY
 
     @property
     def user_agent(self) -> str:
@@ -61,6 +62,7 @@ class GatewaySettings:
             rate_limit_per_minute=int(settings.RATE_LIMIT_PER_MINUTE),
             rate_limit_storage_uri=str(settings.RATE_LIMIT_STORAGE_URI),
             redis_url=str(settings.REDIS_URL),
+            secrets_keys=tuple(settings.GATEWAY_SECRETS_KEYS),
         )
 
 

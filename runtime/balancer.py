@@ -79,7 +79,9 @@ class Balancer:
         self._ring = [point for point, _ in points]
         self._owners = [by_index[index] for _, index in points]
 
-    def pick(self, session_id: int | None = None, exclude: frozenset[int] = frozenset()) -> Endpoint:
+    def pick(
+        self, session_id: int | None = None, exclude: frozenset[int] = frozenset()
+    ) -> Endpoint:
         """The endpoint for the next attempt; `exclude` holds the indexes this call already tried
         (a retry goes elsewhere when it can)."""
         now = self.clock()

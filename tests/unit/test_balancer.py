@@ -135,7 +135,9 @@ class TestOutlierEjection:
         balancer = pool(1, 1, 1, 1, policy=OutlierPolicy(consecutive=1))
         ejected = [balancer.record(e, ok=False) for e in balancer.endpoints]
         assert ejected == [True, True, False, False]
-        assert pool(1, policy=OutlierPolicy(consecutive=1)).record(Endpoint(0, "u"), ok=False) is False
+        assert (
+            pool(1, policy=OutlierPolicy(consecutive=1)).record(Endpoint(0, "u"), ok=False) is False
+        )
 
     def test_when_every_choice_is_ejected_or_tried_one_is_used_anyway(self):
         balancer = pool(1, 1, policy=OutlierPolicy(consecutive=1))
