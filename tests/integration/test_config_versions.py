@@ -4,6 +4,7 @@ state exactly; export -> import --prune into an empty database -> export is byte
 restored from a backup authenticate; the history pages read well."""
 
 import html
+import importlib
 import io
 import json
 import re
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.apps import apps as django_apps
 from django.core.management import CommandError, call_command
 from django.db import transaction
 from django.test import Client
@@ -22,14 +24,23 @@ from tests.conftest import in_thread
 from tests.integration.test_admin import agent_form
 from tests.integration.test_security import post
 from versions.models import Version
+from versions.recording import version_record
 
-# Committed writes (versions are recorded per transaction), starting from the seeded agents.
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+# Committed writes: versions are recorded per transaction.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 AGENTS = "/admin/agents/agent/"
 TENANTS = "/admin/agents/tenant/"
 KEYS = "/admin/access/apikey/"
 VERSIONS = "/admin/versions/version/"
+
+
+@pytest.fixture(autouse=True)
+def seeded(transactional_db: Any) -> None:
+    """The four agents a fresh install seeds (migration agents/0002), then a version of them."""
+    seed = importlib.import_module("agents.migrations.0002_seed_default_agents")
+    seed.seed(django_apps, None)
+    version_record(author="test", source="shell")
 
 
 @pytest.fixture
