@@ -35,10 +35,18 @@ class GatewaySettings:
     rate_limit_per_minute: int
     rate_limit_storage_uri: str
     redis_url: str
+    traces_exporter: str  # otlp, or none (tracing off)
+    traces_endpoint: str  # the OTLP/HTTP traces URL
+    traces_sampler: str  # OTEL_TRACES_SAMPLER's name, e.g. parentbased_traceidratio
+    traces_sampler_arg: float  # the ratio of the *traceidratio samplers
 
     @property
     def user_agent(self) -> str:
         return f"{self.name}/{self.version}"
+
+    @property
+    def tracing_on(self) -> bool:
+        return self.traces_exporter == "otlp"
 
     @classmethod
     def from_django(cls) -> "GatewaySettings":
@@ -61,6 +69,10 @@ class GatewaySettings:
             rate_limit_per_minute=int(settings.RATE_LIMIT_PER_MINUTE),
             rate_limit_storage_uri=str(settings.RATE_LIMIT_STORAGE_URI),
             redis_url=str(settings.REDIS_URL),
+            traces_exporter=str(settings.OTEL_TRACES_EXPORTER),
+            traces_endpoint=str(settings.OTEL_TRACES_ENDPOINT),
+            traces_sampler=str(settings.OTEL_TRACES_SAMPLER),
+            traces_sampler_arg=float(settings.OTEL_TRACES_SAMPLER_ARG),
         )
 
 
