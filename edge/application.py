@@ -46,7 +46,7 @@ class GatewayFront:
         raw_id = traceparent = tracestate = None
         for name, value in scope.get("headers", ()):
             if name == b"x-request-id":
-                raw_id = raw_id or value
+                raw_id = value if raw_id is None else raw_id
             elif name == b"traceparent":  # repeated: joined, so invalid (as Django reads it)
                 traceparent = value if traceparent is None else traceparent + b"," + value
             elif name == b"tracestate":

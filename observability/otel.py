@@ -39,6 +39,7 @@ from opentelemetry.trace import (
     Status,
     StatusCode,
     TraceFlags,
+    Tracer,
     set_span_in_context,
 )
 
@@ -146,7 +147,7 @@ class RecordedRequest:
 
     __slots__ = ("_context", "_fallback", "_span", "_state", "_tracer")
 
-    def __init__(self, tracer: Any, span: Span, state: TraceHeaders) -> None:
+    def __init__(self, tracer: Tracer, span: Span, state: TraceHeaders) -> None:
         self._tracer = tracer
         self._span = span
         self._context = set_span_in_context(span)  # the attempts' parent
