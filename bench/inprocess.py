@@ -1,13 +1,15 @@
 """CPU per chat request inside the gateway: the ASGI application driven directly, no HTTP server.
 
     python -m bench.inprocess [instant|delay50ms|400|breaker] [--requests N] [--rounds R]
-                              [--concurrency C]
+                              [--concurrency C] [--tracing off|all|1%]
 
 The gateway runs in this process (one core), the agent stub in another (the other core); each
 round sends N chat requests, C at a time (16 by default), through
 `gateway_project.asgi.application` with an in-memory receive/send, and reports the process's CPU time per request. Without uvicorn and wrk
 in the measurement it is steadier than `bench.run` (a few % between rounds), so it is the tool for
 an A/B of a change to the gateway's own code: run it on both builds, alternated, on one machine.
+`--tracing all` or `1%` turns tracing on (OTLP to a sink process on the other core, sampling
+every request or 1 % of them): the CPU counted includes the batch processor's export thread.
 """
 
 import argparse
@@ -30,6 +32,12 @@ SCENARIOS = {
     "delay50ms": ("delay50ms", None, 200),
     "400": ("instant", " ", 400),
     "breaker": ("dead", None, 200),  # the first call fails and opens it; the rest are fallbacks
+}
+# --tracing -> the sampler's OTEL_* variables (None: tracing off)
+TRACING: dict[str, dict[str, str] | None] = {
+    "off": None,
+    "all": {"OTEL_TRACES_SAMPLER": "parentbased_always_on"},
+    "1%": {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.01"},
 }
 
 
@@ -121,6 +129,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--concurrency", type=int, default=CONCURRENCY)
+    parser.add_argument("--tracing", choices=list(TRACING), default="off")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="gateway-inprocess-"))
     with Stack(workdir) as stack:
@@ -129,6 +138,14 @@ def main() -> None:
             os.sched_setaffinity(pid, {LOAD_CPU})
         stack.setup_gateway_db(stub)
         os.environ.update(stack.gateway_env())
+        sampler = TRACING[args.tracing]
+        if sampler is not None:
+            sink = stack.start_otlp_sink()
+            os.environ.update(
+                OTEL_TRACES_EXPORTER="otlp",
+                OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=f"{sink.base}/v1/traces",
+                **sampler,
+            )
         os.sched_setaffinity(0, {int(SERVER_CPU)})
         import uvloop
 
@@ -143,8 +160,10 @@ def main() -> None:
     build = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
     ).stdout.strip()
+    traced = "" if args.tracing == "off" else f", tracing {args.tracing}"
     print(
-        f"{args.scenario} @ {build or '?'}, {args.concurrency} at a time: CPU µs per request, "
+        f"{args.scenario} @ {build or '?'}, {args.concurrency} at a time{traced}: "
+        f"CPU µs per request, "
         f"{args.rounds} rounds of "
         f"{args.requests}: {' '.join(f'{r:.1f}' for r in rounds)}; min {min(rounds):.1f}"
     )

@@ -18,6 +18,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+import orjson
+
 from bench import profile
 from bench.inflight import run_inflight
 from bench.scenarios import AUTH, CHAT_PATH, agent_body, chat_body, probe
@@ -164,6 +166,86 @@ def compare(bench: Bench, stub: Server, targets: list[Server]) -> None:
     for scenario in (instant_1, instant, instant_64):
         _cpu_ratio(bench, scenario, "FastAPI+aiohttp")
     bench.checks["50 ms @64: gateway p99 (ms)"].append(bench.rows[(delayed, "gateway")][-1].p99_ms)
+
+
+# The gateway three ways, otherwise identical: (name, its OTEL_* variables; None: tracing off).
+TRACING: tuple[tuple[str, dict[str, str] | None], ...] = (
+    ("gateway, tracing off", None),
+    ("gateway, tracing 100 %", {"OTEL_TRACES_SAMPLER": "parentbased_always_on"}),
+    (
+        "gateway, tracing 1 %",
+        {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.01"},
+    ),
+)
+TRACED = "agent at once, 16 conc (tracing)"
+
+
+def start_traced(stack: Stack, sink: Server) -> list[Server]:
+    """The TRACING gateways, exporting to `sink` (each under its own service name)."""
+    servers = []
+    for name, variables in TRACING:
+        env = stack.gateway_env()
+        if variables is not None:
+            env |= {
+                "OTEL_TRACES_EXPORTER": "otlp",
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"{sink.base}/v1/traces",
+                "OTEL_SERVICE_NAME": name,
+                **variables,
+            }
+        servers.append(stack.start_python(name, "gateway_project.asgi:application", env))
+    return servers
+
+
+def tracing(bench: Bench, traced: list[Server], round_: int) -> None:
+    """The agent at once @16 on each TRACING gateway, in an order that rotates each round; the
+    traced ones' req/s and CPU per call over the untraced one's, inside the round."""
+    load = Load(TRACED, CHAT_PATH, chat_body("instant"), AUTH, 16)
+    shift = round_ % len(traced)
+    rows = {}
+    for server in traced[shift:] + traced[:shift]:
+        rows[server.name] = bench.measure(server, load)
+        _quiet(server)  # its batch processor's thread exports the last spans on core 0 too
+    off = rows[TRACING[0][0]]
+    for name, row in rows.items():
+        if name != off.target:
+            share = name.removeprefix("gateway, tracing ")
+            bench.checks[f"tracing {share} / off: req/s (at once @16)"].append(row.rps / off.rps)
+            bench.checks[f"tracing {share} / off: CPU per call"].append(row.cpu_ms / off.cpu_ms)
+
+
+def _quiet(server: Server) -> None:
+    """Until the server spends no more CPU (under 10 ms in 0.5 s), at most 10 s."""
+    deadline = time.monotonic() + 10
+    last = server.cpu_s()
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = server.cpu_s()
+        if now - last < 0.01:
+            return
+        last = now
+
+
+def tracing_exported(bench: Bench, stack: Stack, traced: list[Server], sink: Server) -> None:
+    """Spans the sink got per request answered, once each traced gateway has stopped (which
+    exports what its batch processor still held): about 2 at 100 % (server and client span),
+    0.02 at 1 %."""
+    for server in traced[1:]:
+        requests = _requests_answered(server)
+        stack.stop(server)
+        with urllib.request.urlopen(f"{sink.base}/count", timeout=5) as response:
+            spans = orjson.loads(response.read()).get(server.name, 0)
+        share = server.name.removeprefix("gateway, tracing ")
+        bench.checks[f"tracing {share}: spans exported per request"].append(spans / requests)
+
+
+def _requests_answered(server: Server) -> float:
+    with urllib.request.urlopen(server.base + "/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("gateway_requests_total{")
+    )
 
 
 def _ratio(bench: Bench, name: str, scenario: str, reference: str) -> None:
@@ -341,7 +423,10 @@ def main() -> None:
         "--only",
         nargs="*",
         default=["compare", "noagent", "inflight", "workers"],
-        choices=["compare", "noagent", "inflight", "workers", "tenants"],
+        choices=["compare", "noagent", "inflight", "workers", "tenants", "tracing"],
+        help="what to measure; 'tenants' and 'tracing' are not in the default run: the gateway "
+        "with 1,000 tenant rows against none; tracing off, on for every request and on for 1 %%, "
+        "exporting to an OTLP sink",
     )
     parser.add_argument(
         "--refs",
@@ -401,6 +486,10 @@ def main() -> None:
             stack.start_busy_loop()
         if args.profile:
             profile.record(bench, gateway, stub)
+        traced: list[Server] = []
+        if "tracing" in args.only:
+            sink = stack.start_otlp_sink()
+            traced = start_traced(stack, sink)
         for round_ in range(args.repeat):
             print(f"round {round_ + 1}/{args.repeat}", flush=True)
             if "compare" in args.only:
@@ -413,6 +502,10 @@ def main() -> None:
                 workers(bench, stack)
             if "inflight" in args.only:
                 inflight(bench, stack, args.inflight)
+            if traced:
+                tracing(bench, traced, round_)
+        if traced:
+            tracing_exported(bench, stack, traced, sink)
     print_table(bench, args)
 
 

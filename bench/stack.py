@@ -104,6 +104,20 @@ class Stack:
         procs.wait_http(f"{server.base}/health", proc=proc)
         return server
 
+    def start_otlp_sink(self) -> Server:
+        """The collector the traced gateways export to (bench/stub/otlp_sink.py), on core 1."""
+        port = procs.free_port()
+        command = [PYTHON, "-m", "bench.stub.otlp_sink", "--port", str(port)]
+        proc = procs.start(
+            command,
+            env={"PYTHONPATH": str(ROOT)},
+            log=self.workdir / "otlp_sink.log",
+            cpus=str(LOAD_CPU),
+        )
+        server = self._add(Server("OTLP sink", proc, port))
+        procs.wait_http(f"{server.base}/health", proc=proc)
+        return server
+
     def start_busy_loop(self) -> None:
         """A process spinning on the servers' core for the rest of the run: each server under
         test gets about half of it, as on a machine whose cores are half as fast."""

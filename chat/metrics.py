@@ -66,11 +66,20 @@ def series(metric: MetricWrapperBase, *labels: str) -> Any:
     return child
 
 
-def request_done(agent: str, status: int, seconds: float, id_empresa: int | None = None) -> None:
-    """One chat answer; with `id_empresa` once the body named one (not for refusals before)."""
+def request_done(
+    agent: str,
+    status: int,
+    seconds: float,
+    id_empresa: int | None = None,
+    *,
+    trace_id: str | None = None,
+) -> None:
+    """One chat answer; with `id_empresa` once the body named one (not for refusals before).
+    `trace_id` (of a recorded trace) becomes the duration's exemplar, shown to scrapers that ask
+    for OpenMetrics (prometheus_client keeps none in multiprocess mode)."""
     status_label = str(status)
     series(requests_total, agent, status_label).inc()
-    series(request_duration, agent).observe(seconds)
+    series(request_duration, agent).observe(seconds, {"trace_id": trace_id} if trace_id else None)
     if id_empresa is not None:
         tenant = str(id_empresa) if id_empresa in registry.snapshot.tenants else OTHER_TENANT
         series(tenant_requests_total, tenant, status_label).inc()

@@ -26,7 +26,6 @@ from chat.services import (
 from gateway_project.conf import gateway_settings
 from observability.context import RequestContext, current_request_id, request_context
 from observability.logs import preview
-from observability.trace_context import trace_headers
 from runtime import registry
 
 logger = logging.getLogger("gateway.chat")
@@ -64,15 +63,13 @@ async def chat_answer(
             if isinstance(outcome, JsonAnswer):
                 return outcome
             admitted = outcome
-        return await _answer(body, admitted, trace_headers(headers))
+        return await _answer(body, admitted)
     except Exception:
         logger.exception("unhandled error answering a chat request", extra={"event": "http_error"})
         return detail_answer(500, messages.INTERNAL_ERROR)
 
 
-async def _answer(
-    body: bytes, principal: Principal, trace: tuple[tuple[str, str], ...]
-) -> JsonAnswer:
+async def _answer(body: bytes, principal: Principal) -> JsonAnswer:
     try:
         payload = parse_chat_body(body)
     except InvalidChatBodyError as exc:
@@ -80,7 +77,6 @@ async def _answer(
     ctx = request_context.get() or RequestContext(request_id=current_request_id())
     ctx.session_id = payload.session_id
     ctx.id_empresa = payload.id_empresa
-    ctx.trace_headers = trace
     ctx.message_preview = preview(payload.message, gateway_settings.log_message_preview)
     try:
         return await chat_handle(payload, principal=principal, ctx=ctx)

@@ -117,6 +117,8 @@ def _busy(key: str, ctx: RequestContext) -> JsonAnswer:
     """The contract's backpressure 503: the agent's slots, or the empresa's, are all taken."""
     ctx.outcome = "backpressure"
     metrics.series(metrics.agent_errors, key, "backpressure").inc()
+    if ctx.trace is not None:
+        ctx.trace.event("gateway.backpressure", {"gateway.agent": key})
     return JsonAnswer(
         status=503,
         body={"detail": messages.SATURATED},
@@ -135,11 +137,17 @@ async def _call(runtime: AgentRuntime, payload: ChatIn, *, ctx: RequestContext) 
             tenant=payload.id_empresa,
             extra_headers=ctx.trace_headers,
             before_send=ctx.before_agent_call,
+            trace=ctx.trace,
         )
     except AgentBusyError:
         return _busy(key, ctx)
     except AgentError as exc:
         ctx.outcome = exc.reason
+        if ctx.trace is not None and exc.reason == "circuit_open":
+            ctx.trace.event(
+                "gateway.breaker_rejected",
+                {"gateway.agent": key, "gateway.breaker_state": runtime.breaker.state},
+            )
         metrics.agent_error(key, exc)
         logger.debug(
             "agent call failed",

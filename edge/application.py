@@ -18,6 +18,7 @@ from fleet import live_gauges
 from fleet.sync import registry_sync
 from health.views import close_probe_clients
 from observability.context import RequestContext, request_context, request_id_from
+from observability.tracing import trace_begin, trace_end, tracing_start, tracing_stop
 from runtime import draining, registry
 
 access_logger = logging.getLogger("gateway.access")
@@ -42,13 +43,26 @@ class GatewayFront:
             await send({"type": "websocket.close", "code": 1003})
 
     async def http(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        raw_id = next((v for k, v in scope.get("headers", ()) if k == b"x-request-id"), None)
+        raw_id = traceparent = tracestate = None
+        for name, value in scope.get("headers", ()):
+            if name == b"x-request-id":
+                raw_id = value if raw_id is None else raw_id
+            elif name == b"traceparent":  # repeated: joined, so invalid (as Django reads it)
+                traceparent = value if traceparent is None else traceparent + b"," + value
+            elif name == b"tracestate":
+                tracestate = value if tracestate is None else tracestate + b"," + value
         ctx = RequestContext(
             request_id=request_id_from(raw_id), method=scope["method"], path=scope["path"]
         )
         token = request_context.set(ctx)
         id_header = (b"x-request-id", ctx.request_id.encode("ascii"))
         is_chat = scope["path"] == CHAT_PATH
+        if is_chat:
+            trace_begin(
+                ctx,
+                traceparent.decode("latin1") if traceparent is not None else None,
+                tracestate.decode("latin1") if tracestate is not None else None,
+            )
 
         async def send_with_id(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
@@ -56,6 +70,8 @@ class GatewayFront:
                 ctx.status = message["status"]
                 if is_chat:  # counted as it is sent: a worker killed later cannot lose it
                     _count_chat_answer(ctx, ctx.status)
+                    if ctx.trace is not None:
+                        ctx.trace.answered(message["headers"])
             await send(message)
 
         self.idle_gc.enter()
@@ -66,6 +82,8 @@ class GatewayFront:
         finally:
             if is_chat and ctx.status == 0:  # the caller left before any answer
                 _count_chat_answer(ctx, metrics.CLIENT_LEFT)
+            if ctx.trace is not None:
+                trace_end(ctx)
             self.idle_gc.leave()
             _log_access(ctx)
             request_context.reset(token)
@@ -78,6 +96,7 @@ class GatewayFront:
                     await registry_sync.ensure_started()
                     draining.watch_stop_signals()
                     live_gauges.live_publisher.start()
+                    tracing_start()
                     log_startup()
                 except Exception as exc:
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
@@ -94,6 +113,7 @@ class GatewayFront:
                 await asyncio.to_thread(registry_sync.stop)
                 await registry.aclose()
                 await close_probe_clients()
+                await asyncio.to_thread(tracing_stop)  # exports the spans still queued
                 live_gauges.process_exit()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -102,7 +122,11 @@ class GatewayFront:
 def _count_chat_answer(ctx: RequestContext, status: int) -> None:
     """Every chat answer once: by the agent chosen, else `_none` (refused before routing)."""
     metrics.request_done(
-        ctx.agent or metrics.NONE, status, time.perf_counter() - ctx.started, ctx.id_empresa
+        ctx.agent or metrics.NONE,
+        status,
+        time.perf_counter() - ctx.started,
+        ctx.id_empresa,
+        trace_id=ctx.trace_id if ctx.trace_sampled else None,
     )
 
 

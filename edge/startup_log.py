@@ -6,6 +6,7 @@ from django.conf import settings
 
 from access.auth import auth_change_log, auth_state
 from gateway_project.conf import gateway_settings
+from observability.tracing import tracing_summary
 from runtime import registry
 
 logger = logging.getLogger("gateway.startup")
@@ -31,6 +32,7 @@ def log_startup() -> None:
             "auth": "on" if auth_on else "off",
             "auth_reason": auth_reason,
             "debug": settings.DEBUG,
+            "tracing": tracing_summary(),
         },
     )
     if not auth_on and not settings.DEBUG:

@@ -36,10 +36,18 @@ class GatewaySettings:
     rate_limit_storage_uri: str
     redis_url: str
     secrets_keys: tuple[str, ...]  # GATEWAY_SECRETS_KEYS; empty: derived from SECRET_KEY
+    traces_exporter: str  # otlp, or none (tracing off)
+    traces_endpoint: str  # the OTLP/HTTP traces URL
+    traces_sampler: str  # OTEL_TRACES_SAMPLER's name, e.g. parentbased_traceidratio
+    traces_sampler_arg: float  # the ratio of the *traceidratio samplers
 
     @property
     def user_agent(self) -> str:
         return f"{self.name}/{self.version}"
+
+    @property
+    def tracing_on(self) -> bool:
+        return self.traces_exporter == "otlp"
 
     @classmethod
     def from_django(cls) -> "GatewaySettings":
@@ -63,6 +71,10 @@ class GatewaySettings:
             rate_limit_storage_uri=str(settings.RATE_LIMIT_STORAGE_URI),
             redis_url=str(settings.REDIS_URL),
             secrets_keys=tuple(settings.GATEWAY_SECRETS_KEYS),
+            traces_exporter=str(settings.OTEL_TRACES_EXPORTER),
+            traces_endpoint=str(settings.OTEL_TRACES_ENDPOINT),
+            traces_sampler=str(settings.OTEL_TRACES_SAMPLER),
+            traces_sampler_arg=float(settings.OTEL_TRACES_SAMPLER_ARG),
         )
 
 

@@ -240,6 +240,49 @@ RATE_LIMIT_STORAGE_URI = env.str(
     "RATE_LIMIT_STORAGE_URI",
     default=f"async+{REDIS_URL}" if REDIS_URL.startswith("redis") else "async+memory://",
 )
+
+# --- Tracing (OpenTelemetry, observability/tracing.py): the standard OTEL_* variables. ---
+# Off unless OTEL_TRACES_EXPORTER=otlp (the contract's section 5), and then OTLP over HTTP with
+# protobuf. The SDK reads the variables the gateway does not interpret itself when tracing is
+# on: OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, OTEL_EXPORTER_OTLP[_TRACES]_HEADERS, _TIMEOUT,
+# _COMPRESSION, _CERTIFICATE and OTEL_BSP_* (the batch processor's queue and delay).
+OTEL_TRACES_EXPORTER = env.str("OTEL_TRACES_EXPORTER", default="none").strip().lower() or "none"
+if env.bool("OTEL_SDK_DISABLED", default=False):
+    OTEL_TRACES_EXPORTER = "none"
+if OTEL_TRACES_EXPORTER not in ("none", "otlp"):
+    raise ImproperlyConfigured(
+        f"OTEL_TRACES_EXPORTER must be otlp or none, not {OTEL_TRACES_EXPORTER!r}."
+    )
+_otlp_protocol = (
+    env.str("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", default="")
+    or env.str("OTEL_EXPORTER_OTLP_PROTOCOL", default="")
+    or "http/protobuf"
+)
+if OTEL_TRACES_EXPORTER == "otlp" and _otlp_protocol != "http/protobuf":
+    raise ImproperlyConfigured(
+        f"Traces are exported over OTLP/HTTP with protobuf only; the OTLP protocol is "
+        f"{_otlp_protocol!r}."
+    )
+# As the specification resolves them: the traces endpoint as given, else the base endpoint with
+# /v1/traces appended, else the local collector's.
+OTEL_TRACES_ENDPOINT = env.str("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", default="") or (
+    env.str("OTEL_EXPORTER_OTLP_ENDPOINT", default="http://localhost:4318").rstrip("/")
+    + "/v1/traces"
+)
+OTEL_TRACES_SAMPLER = env.str("OTEL_TRACES_SAMPLER", default="parentbased_always_on").lower()
+_SAMPLERS = ("always_on", "always_off", "traceidratio", "parentbased_always_on",
+             "parentbased_always_off", "parentbased_traceidratio")  # fmt: skip
+if OTEL_TRACES_SAMPLER not in _SAMPLERS:
+    raise ImproperlyConfigured(
+        f"OTEL_TRACES_SAMPLER must be one of {', '.join(_SAMPLERS)}, not {OTEL_TRACES_SAMPLER!r}."
+    )
+# The sampling ratio of the *traceidratio samplers (the share of traces started here).
+OTEL_TRACES_SAMPLER_ARG = env.float("OTEL_TRACES_SAMPLER_ARG", default=1.0)
+if not 0 <= OTEL_TRACES_SAMPLER_ARG <= 1:
+    raise ImproperlyConfigured(
+        f"OTEL_TRACES_SAMPLER_ARG must be between 0 and 1, not {OTEL_TRACES_SAMPLER_ARG!r}."
+    )
+
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
 
 LOGGING = {

@@ -8,13 +8,8 @@ from typing import Any
 import httpx
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    REGISTRY,
-    CollectorRegistry,
-    generate_latest,
-    multiprocess,
-)
+from prometheus_client import REGISTRY, CollectorRegistry, multiprocess
+from prometheus_client.exposition import choose_encoder
 
 from chat import messages
 from chat.responses import detail_response, json_response
@@ -125,4 +120,9 @@ def _metrics_registry() -> CollectorRegistry:
 
 @_get_only
 async def metrics_view(request: HttpRequest) -> HttpResponse:
-    return HttpResponse(generate_latest(_metrics_registry()), content_type=CONTENT_TYPE_LATEST)
+    """Prometheus' text format, or OpenMetrics (with the duration's exemplars: trace ids) for a
+    scraper whose Accept header asks for `application/openmetrics-text`."""
+    encode, content_type = choose_encoder(request.headers.get("Accept", ""))
+    response = HttpResponse(encode(_metrics_registry()), content_type=content_type)
+    response["Vary"] = "Accept"
+    return response

@@ -9,11 +9,38 @@ import contextvars
 import re
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
+
+from observability.trace_context import TraceHeaders
 
 _VALID_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
+
+
+class RequestTrace(Protocol):
+    """A chat request's recorded server span (tracing on, request sampled), as the request path
+    sees it; observability/otel.py implements it, observability/tracing.py describes the spans."""
+
+    def attempt(
+        self, *, agent: str, url: str, attempt: int, breaker_state: str, deadline: float
+    ) -> AbstractContextManager[TraceHeaders]:
+        """A client span over one agent attempt; entering it gives the trace headers to send
+        (its traceparent), leaving it records the outcome (`deadline`: the call's, loop time)."""
+        ...
+
+    def event(self, name: str, attributes: Mapping[str, str]) -> None:
+        """An event on the server span (a backpressure or breaker refusal)."""
+        ...
+
+    def answered(self, headers: Iterable[tuple[bytes, bytes]]) -> None:
+        """The answer's headers, as they are sent (the fallback reason is read from them)."""
+        ...
+
+    def end(self, ctx: "RequestContext") -> None:
+        """The request is over: its outcome on the span, and the span ended."""
+        ...
 
 
 @dataclass(slots=True)
@@ -29,8 +56,15 @@ class RequestContext:
     principal: Any = None
     session_id: int | None = None
     id_empresa: int | None = None
-    # The caller's W3C trace context, sent on to the agent (observability/trace_context.py).
-    trace_headers: tuple[tuple[str, str], ...] = ()
+    # The W3C trace context sent on to the agent: the caller's (observability/trace_context.py),
+    # or with tracing on and the request not sampled, the gateway's unrecorded span in its trace.
+    trace_headers: TraceHeaders = ()
+    # The request's trace id on its log lines: the gateway's span's with tracing on, else the
+    # caller's; `trace_sampled` when that trace is recorded (an exemplar may point at it).
+    trace_id: str | None = None
+    trace_sampled: bool = False
+    # The recorded server span (tracing on and the request sampled; observability/tracing.py).
+    trace: RequestTrace | None = None
     outcome: str | None = None
     message_preview: str | None = None
     # Called when the agent call is let through (runtime.calls.agent_call's `before_send`): the

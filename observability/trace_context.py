@@ -2,7 +2,8 @@
 
 Only a well-formed `traceparent` (version 00 or a later one read as 00, never the invalid
 version ff or an all-zero id) is passed on, with its `tracestate` when that is within the
-spec's size; anything else is dropped rather than forwarded.
+spec's size; anything else is dropped rather than forwarded. With tracing on, the traceparent an
+agent gets names the gateway's span instead (observability/otel.py), in the caller's trace.
 """
 
 import re
@@ -13,11 +14,17 @@ _ZERO_TRACE_ID = "0" * 32
 _ZERO_PARENT_ID = "0" * 16
 TRACESTATE_MAX = 512
 
+TraceHeaders = tuple[tuple[str, str], ...]
 
-def trace_headers(headers: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+
+def trace_headers(headers: Mapping[str, str]) -> TraceHeaders:
     """The caller's `traceparent` and `tracestate` to send on (lower-case header names in
     `headers`), or () when it sent none or a malformed one."""
-    parent = headers.get("traceparent")
+    return caller_trace(headers.get("traceparent"), headers.get("tracestate"))
+
+
+def caller_trace(parent: str | None, state: str | None) -> TraceHeaders:
+    """`trace_headers` from the two header values (a repeated header joined with commas)."""
     if not parent:
         return ()
     parent = parent.strip()
@@ -29,7 +36,17 @@ def trace_headers(headers: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
     if version == "00" and len(parent) != 55:
         return ()
     found = [("traceparent", parent)]
-    state = headers.get("tracestate", "").strip()
+    state = (state or "").strip()
     if state and len(state) <= TRACESTATE_MAX:
         found.append(("tracestate", state))
     return tuple(found)
+
+
+def trace_id_of(headers: TraceHeaders) -> str:
+    """The trace id of a traceparent `caller_trace` accepted (headers[0])."""
+    return headers[0][1][3:35]
+
+
+def is_sampled(headers: TraceHeaders) -> bool:
+    """Whether the caller's traceparent says its trace is recorded (the flags' sampled bit)."""
+    return int(headers[0][1][53:55], 16) & 1 == 1

@@ -10,8 +10,10 @@ remaining attempts.
 import asyncio
 import random
 from collections.abc import Callable, Hashable
+from contextlib import AbstractContextManager, nullcontext
 
 from agents.models import RetryOn
+from observability.context import RequestTrace, TraceHeaders
 from runtime.agent_runtime import AgentRuntime
 from runtime.client import AgentReply
 from runtime.errors import (
@@ -35,10 +37,13 @@ async def agent_call(
     tenant: Hashable = None,
     extra_headers: tuple[tuple[str, str], ...] = (),
     before_send: Callable[[], None] | None = None,
+    trace: RequestTrace | None = None,
 ) -> AgentReply:
     """`tenant` (the empresa) is who the call's concurrency slot counts for
     (runtime/limiter.py); `extra_headers` go on every attempt (the caller's trace context);
-    `before_send` runs once the call is let through (breaker and concurrency limit)."""
+    `before_send` runs once the call is let through (breaker and concurrency limit); `trace`
+    (the request's recorded span, tracing on) gets a client span per attempt, whose traceparent
+    replaces the caller's."""
     spec = runtime.spec
     if not spec.enabled:
         raise AgentDisabledError(spec.key)
@@ -63,7 +68,12 @@ async def agent_call(
             before_send()
         with runtime.client.lease():
             reply = await _attempts(
-                runtime, body, request_id=request_id, deadline=deadline, extra=extra_headers
+                runtime,
+                body,
+                request_id=request_id,
+                deadline=deadline,
+                extra=extra_headers,
+                trace=trace,
             )
     except AgentError as exc:
         if exc.counts_as_failure:
@@ -90,6 +100,7 @@ async def _attempts(
     request_id: str,
     deadline: float,
     extra: tuple[tuple[str, str], ...] = (),
+    trace: RequestTrace | None = None,
 ) -> AgentReply:
     """Attempt n (1 for the first) goes out as `X-Gateway-Attempt: n`, counting attempts that
     never reached the agent; every attempt carries the request id as its `Idempotency-Key`.
@@ -102,9 +113,10 @@ async def _attempts(
         async with asyncio.timeout_at(deadline):
             for attempt in range(1, last + 1):
                 try:
-                    return await client.post_json(
-                        body, request_id=request_id, attempt=attempt, extra_headers=extra
-                    )
+                    with _attempt_span(trace, runtime, attempt, deadline, extra) as headers:
+                        return await client.post_json(
+                            body, request_id=request_id, attempt=attempt, extra_headers=headers
+                        )
                 except RetryableConnectionError as exc:
                     if attempt == last or not _may_retry(spec, exc):
                         raise
@@ -112,3 +124,22 @@ async def _attempts(
     except TimeoutError as exc:
         raise AgentTimeoutError(f"no answer within {spec.timeout_s:g}s") from exc
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _attempt_span(
+    trace: RequestTrace | None,
+    runtime: AgentRuntime,
+    attempt: int,
+    deadline: float,
+    extra: TraceHeaders,
+) -> AbstractContextManager[TraceHeaders]:
+    """The attempt's client span, which gives the trace headers to send; untraced, `extra`."""
+    if trace is None:
+        return nullcontext(extra)
+    return trace.attempt(
+        agent=runtime.key,
+        url=runtime.client.url,
+        attempt=attempt,
+        breaker_state=runtime.breaker.state,
+        deadline=deadline,
+    )

@@ -79,6 +79,34 @@ def test_the_in_process_bench_runs(scenario: str):
     assert re.search(line, result.stdout, re.M), result.stdout
 
 
+def test_the_tracing_rows_run_and_the_traced_gateways_export():
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--duration", "1", "--warmup", "0",
+         "--only", "tracing", "--refs"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rows = [line for line in result.stdout.splitlines() if re.match(r"\| .* \| ok \|$", line)]
+    assert len(rows) == 3, result.stdout  # off, 100 %, 1 %
+    for share in ("100 %", "1 %"):
+        assert f"| tracing {share} / off: CPU per call |" in result.stdout
+    exported = re.search(
+        r"^\| tracing 100 %: spans exported per request \| ([\d.]+) \|", result.stdout, re.M
+    )
+    # 2 per request (server and client span), less any the batch queue dropped under load
+    assert exported and 1.0 < float(exported[1]) <= 2.0, result.stdout
+
+
+def test_the_in_process_bench_runs_with_tracing():
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.inprocess", "instant", "--requests", "160", "--rounds", "2",
+         "--tracing", "1%"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert re.search(r"^instant @ \S+, 16 at a time, tracing 1%: CPU µs", result.stdout, re.M)
+
+
 def test_the_rate_limit_bench_runs():
     result = subprocess.run(
         [sys.executable, "-m", "bench.rate_limits"],
