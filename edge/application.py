@@ -49,13 +49,18 @@ class GatewayFront:
         token = request_context.set(ctx)
         id_header = (b"x-request-id", ctx.request_id.encode("ascii"))
         is_chat = scope["path"] == CHAT_PATH
+        streamed_at: float | None = None  # a streamed reply is counted when it ends
 
         async def send_with_id(message: dict[str, Any]) -> None:
+            nonlocal streamed_at
             if message["type"] == "http.response.start":
                 message["headers"] = [*message.get("headers", ()), id_header]
                 ctx.status = message["status"]
-                if is_chat:  # counted as it is sent: a worker killed later cannot lose it
-                    _count_chat_answer(ctx, ctx.status)
+                if is_chat:
+                    if _is_event_stream(message["headers"]):
+                        streamed_at = time.perf_counter()
+                    else:  # counted as it is sent: a worker killed later cannot lose it
+                        _count_chat_answer(ctx, ctx.status)
             await send(message)
 
         self.idle_gc.enter()
@@ -66,6 +71,9 @@ class GatewayFront:
         finally:
             if is_chat and ctx.status == 0:  # the caller left before any answer
                 _count_chat_answer(ctx, metrics.CLIENT_LEFT)
+            elif streamed_at is not None:  # its duration: up to its first event, like an answer
+                left = ctx.outcome == "disconnected"
+                _count_chat_answer(ctx, metrics.CLIENT_LEFT if left else ctx.status, streamed_at)
             self.idle_gc.leave()
             _log_access(ctx)
             request_context.reset(token)
@@ -99,11 +107,18 @@ class GatewayFront:
                 return
 
 
-def _count_chat_answer(ctx: RequestContext, status: int) -> None:
+def _count_chat_answer(ctx: RequestContext, status: int, answered_at: float | None = None) -> None:
     """Every chat answer once: by the agent chosen, else `_none` (refused before routing)."""
-    metrics.request_done(
-        ctx.agent or metrics.NONE, status, time.perf_counter() - ctx.started, ctx.id_empresa
-    )
+    answered = time.perf_counter() if answered_at is None else answered_at
+    metrics.request_done(ctx.agent or metrics.NONE, status, answered - ctx.started, ctx.id_empresa)
+
+
+def _is_event_stream(headers: list[tuple[bytes, bytes]]) -> bool:
+    """A streamed reply (chat/streaming.py), from its response headers."""
+    for name, value in headers:
+        if value.startswith(b"text/event-stream") and name.lower() == b"content-type":
+            return True
+    return False
 
 
 def _outcome_from_status(status: int) -> str | None:
