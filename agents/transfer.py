@@ -34,6 +34,8 @@ EXPORTED_FIELDS = (
     "breaker_reset_s",
     "retries",
     "retry_on",
+    "stream_idle_timeout_s",
+    "stream_max_s",
     "fallback_reply",
     "is_fallback_route",
 )

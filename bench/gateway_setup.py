@@ -30,6 +30,12 @@ def main(stub_url: str, dead_url: str) -> None:
         },
         "delay5s": {"url": f"{stub_url}/delay5s", "max_concurrency": 1000, "max_connections": 1000},
         "hold": {"url": f"{stub_url}/hold", "max_concurrency": 1, "timeout_s": 120.0},
+        # bench/streams.py: 100 events, one every 100 ms (the asyncio stub only)
+        "stream": {
+            "url": f"{stub_url}/stream/100/100",
+            "max_concurrency": 1000,
+            "max_connections": 1000,
+        },
         "dead": {
             "url": dead_url,
             "retries": 0,

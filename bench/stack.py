@@ -95,6 +95,11 @@ class Stack:
                     continue
                 return self._add(Server("nginx stub", proc, port))
             raise RuntimeError(f"nginx stub did not start; see {log}")
+        return self.start_asyncio_stub()
+
+    def start_asyncio_stub(self) -> Server:
+        """bench/stub/agent.py, the stub that also streams (`/stream/...`)."""
+        log = self.workdir / "stub.log"
         sock = procs.listening_socket()
         command = [PYTHON, "-m", "bench.stub.agent", "--fd", str(sock.fileno())]
         proc = procs.start(

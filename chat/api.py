@@ -9,6 +9,7 @@ does both, exactly as for the fast lane.
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from ninja import Router
 from ninja.security import APIKeyHeader
 
@@ -61,7 +62,7 @@ class SchemaOnlyKeyAuth(APIKeyHeader):
     openapi_extra=_request_body_schema(),
     summary="Send a chat message to the agent for config.modalidad",
 )
-async def chat(request: HttpRequest) -> HttpResponse:
+async def chat(request: HttpRequest) -> HttpResponseBase:
     ctx = request_context.get()
     answer = await chat_answer(
         request.headers,

@@ -1,5 +1,6 @@
 """The chat answers' Prometheus series (the contract's sections 3 and 5): requests by agent and
-status, their duration, agents' HTTP statuses and errors, unrouted requests, requests by empresa.
+status, their duration, agents' HTTP statuses and errors, unrouted requests, requests by empresa,
+and streamed replies (time to the first event, duration, events relayed).
 
 Label values are bounded: agent keys come from the registry; a chat answer given before any
 agent was chosen is counted under NONE, one whose modalidad routes nowhere under UNROUTED, never
@@ -46,6 +47,21 @@ tenant_requests_total = Counter(
     "Chat requests answered, by empresa (its id_empresa when it has a tenant row, else _other) "
     "and HTTP status.",
     ["tenant", "status"],
+)
+stream_first_byte = Histogram(
+    "gateway_stream_time_to_first_byte_seconds",
+    "Streamed replies: time from the request's arrival to its first event, by agent.",
+    ["agent"],
+    buckets=LATENCY_BUCKETS,
+)
+stream_duration = Histogram(
+    "gateway_stream_duration_seconds",
+    "Streamed replies: time from the request's arrival to the stream's end, by agent.",
+    ["agent"],
+    buckets=(*LATENCY_BUCKETS, 90, 120, 180, 300, 600, 1800, 3600),
+)
+stream_events = Counter(
+    "gateway_stream_events_relayed", "Events relayed from agents' streams, by agent.", ["agent"]
 )
 unrouted_total = Counter(
     "gateway_unrouted_requests",

@@ -23,6 +23,7 @@ from chat.services import (
     UnroutedError,
     chat_handle,
 )
+from chat.streaming import StreamAnswer, stream_accept
 from gateway_project.conf import gateway_settings
 from observability.context import RequestContext, current_request_id, request_context
 from observability.logs import preview
@@ -55,21 +56,24 @@ async def admit(headers: Mapping[str, str], client: str) -> Principal | JsonAnsw
 
 async def chat_answer(
     headers: Mapping[str, str], body: bytes, client: str, *, admitted: Principal | None = None
-) -> JsonAnswer:
-    """The answer to one chat request; `admitted`: the caller `admit` already let in."""
+) -> JsonAnswer | StreamAnswer:
+    """The answer to one chat request; `admitted`: the caller `admit` already let in. A streaming
+    request (`Accept: text/event-stream`) to an agent that streams gets a StreamAnswer."""
     try:
         if admitted is None:
             outcome = await admit(headers, client)
             if isinstance(outcome, JsonAnswer):
                 return outcome
             admitted = outcome
-        return await _answer(body, admitted)
+        return await _answer(body, admitted, stream_accept(headers))
     except Exception:
         logger.exception("unhandled error answering a chat request", extra={"event": "http_error"})
         return detail_answer(500, messages.INTERNAL_ERROR)
 
 
-async def _answer(body: bytes, principal: Principal) -> JsonAnswer:
+async def _answer(
+    body: bytes, principal: Principal, accept: str | None = None
+) -> JsonAnswer | StreamAnswer:
     try:
         payload = parse_chat_body(body)
     except InvalidChatBodyError as exc:
@@ -79,7 +83,7 @@ async def _answer(body: bytes, principal: Principal) -> JsonAnswer:
     ctx.id_empresa = payload.id_empresa
     ctx.message_preview = preview(payload.message, gateway_settings.log_message_preview)
     try:
-        return await chat_handle(payload, principal=principal, ctx=ctx)
+        return await chat_handle(payload, principal=principal, ctx=ctx, stream_accept=accept)
     except UnroutedError:
         ctx.outcome = "rejected"
         ctx.agent = metrics.UNROUTED

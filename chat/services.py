@@ -1,4 +1,5 @@
-"""chat_handle: route the request to its agent, call it, and turn the outcome into a reply.
+"""chat_handle: route the request to its agent, call it, and turn the outcome into a reply (or,
+for a streaming request to an agent that streams, a StreamAnswer: chat/streaming.py).
 
 Counting the answer in gateway_requests_total is the ASGI front's job (one place for every chat
 answer, refusals included); this module sets `ctx.agent`, the label it uses.
@@ -13,12 +14,14 @@ from chat import messages, metrics
 from chat.payloads import agent_payload
 from chat.responses import JsonAnswer
 from chat.schemas import ChatIn
+from chat.streaming import StreamAnswer
 from fleet.activity import activity_record
 from observability.context import RequestContext
 from runtime import (
     AgentBusyError,
     AgentError,
     AgentRuntime,
+    AgentStream,
     ConcurrencyLimiter,
     TenantRuntime,
     agent_call,
@@ -61,9 +64,15 @@ def route(modalidad: str, tenant: TenantRuntime | None = None) -> AgentRuntime:
     return fallback
 
 
-async def chat_handle(payload: ChatIn, *, principal: Principal, ctx: RequestContext) -> JsonAnswer:
+async def chat_handle(
+    payload: ChatIn,
+    *,
+    principal: Principal,
+    ctx: RequestContext,
+    stream_accept: str | None = None,
+) -> JsonAnswer | StreamAnswer:
     """The empresa's rules first (key binding, tenant row: enabled, rate, routes, calls in
-    flight), then the agent's."""
+    flight), then the agent's. `stream_accept`: the caller's Accept on a streaming request."""
     id_empresa = payload.id_empresa
     if not principal.may_act_for(id_empresa):
         raise ForbiddenEmpresaError(id_empresa)
@@ -79,21 +88,40 @@ async def chat_handle(payload: ChatIn, *, principal: Principal, ctx: RequestCont
     if not principal.may_use(key):
         raise ForbiddenAgentError(key)
     held = _tenant_slots(tenant, key)
+    tenant_id = id_empresa if tenant is not None else None
     if held is None:
         result = _busy(key, ctx)
     else:
         try:
-            result = await _call(runtime, payload, ctx=ctx)
-        finally:
-            for slots in held:
-                slots.release()
+            answer = await _call(runtime, payload, ctx=ctx, stream_accept=stream_accept)
+        except BaseException:
+            _release(held)
+            raise
+        if isinstance(answer, StreamAnswer):
+            # The stream keeps the empresa's slots too, and is recorded when it ends.
+            answer.on_close = lambda stream: _stream_closed(stream, held, key, tenant_id)
+            return answer
+        _release(held)
+        result = answer
     activity_record(
         key,
         fallback=result.status != 200 or "X-Gateway-Fallback" in result.headers,
         seconds=time.perf_counter() - ctx.started,
-        tenant=id_empresa if tenant is not None else None,
+        tenant=tenant_id,
     )
     return result
+
+
+def _stream_closed(
+    answer: StreamAnswer, held: list[ConcurrencyLimiter], key: str, tenant: int | None
+) -> None:
+    _release(held)
+    activity_record(key, fallback=answer.failed, seconds=answer.first_byte_s, tenant=tenant)
+
+
+def _release(held: list[ConcurrencyLimiter]) -> None:
+    for slots in held:
+        slots.release()
 
 
 def _tenant_slots(tenant: TenantRuntime | None, key: str) -> list[ConcurrencyLimiter] | None:
@@ -126,7 +154,9 @@ def _busy(key: str, ctx: RequestContext) -> JsonAnswer:
     )
 
 
-async def _call(runtime: AgentRuntime, payload: ChatIn, *, ctx: RequestContext) -> JsonAnswer:
+async def _call(
+    runtime: AgentRuntime, payload: ChatIn, *, ctx: RequestContext, stream_accept: str | None
+) -> JsonAnswer | StreamAnswer:
     key = runtime.key
     spec = runtime.spec
     try:
@@ -138,6 +168,7 @@ async def _call(runtime: AgentRuntime, payload: ChatIn, *, ctx: RequestContext) 
             extra_headers=ctx.trace_headers,
             before_send=ctx.before_agent_call,
             trace=ctx.trace,
+            stream_accept=stream_accept,
         )
     except AgentBusyError:
         return _busy(key, ctx)
@@ -155,6 +186,9 @@ async def _call(runtime: AgentRuntime, payload: ChatIn, *, ctx: RequestContext) 
         )
         return _reply(spec.fallback_reply, payload, key, None, fallback=exc.reason)
     metrics.series(metrics.upstream_status, key, "200").inc()
+    if isinstance(reply, AgentStream):
+        ctx.outcome = "ok"
+        return StreamAnswer(reply, key=key, fallback_reply=spec.fallback_reply, ctx=ctx)
     if not reply.reply.strip():
         ctx.outcome = "empty_reply"
         metrics.series(metrics.agent_errors, key, "empty_reply").inc()

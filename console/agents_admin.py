@@ -99,6 +99,7 @@ class AgentAdmin(RecordedChanges, AgentChartsMixin, admin.ModelAdmin):
                 ]
             },
         ),
+        ("Streaming", {"fields": ["stream_idle_timeout_s", "stream_max_s"]}),
         ("Fallback", {"fields": ["fallback_reply", "is_fallback_route"]}),
         ("History", {"fields": ["created_at", "updated_at"]}),
     ]

@@ -63,13 +63,18 @@ class GatewayFront:
                 traceparent.decode("latin1") if traceparent is not None else None,
                 tracestate.decode("latin1") if tracestate is not None else None,
             )
+        streamed_at: float | None = None  # a streamed reply is counted when it ends
 
         async def send_with_id(message: dict[str, Any]) -> None:
+            nonlocal streamed_at
             if message["type"] == "http.response.start":
                 message["headers"] = [*message.get("headers", ()), id_header]
                 ctx.status = message["status"]
-                if is_chat:  # counted as it is sent: a worker killed later cannot lose it
-                    _count_chat_answer(ctx, ctx.status)
+                if is_chat:
+                    if _is_event_stream(message["headers"]):
+                        streamed_at = time.perf_counter()
+                    else:  # counted as it is sent: a worker killed later cannot lose it
+                        _count_chat_answer(ctx, ctx.status)
                     if ctx.trace is not None:
                         ctx.trace.answered(message["headers"])
             await send(message)
@@ -82,6 +87,9 @@ class GatewayFront:
         finally:
             if is_chat and ctx.status == 0:  # the caller left before any answer
                 _count_chat_answer(ctx, metrics.CLIENT_LEFT)
+            elif streamed_at is not None:  # its duration: up to its first event, like an answer
+                left = ctx.outcome == "disconnected"
+                _count_chat_answer(ctx, metrics.CLIENT_LEFT if left else ctx.status, streamed_at)
             if ctx.trace is not None:
                 trace_end(ctx)
             self.idle_gc.leave()
@@ -119,15 +127,24 @@ class GatewayFront:
                 return
 
 
-def _count_chat_answer(ctx: RequestContext, status: int) -> None:
+def _count_chat_answer(ctx: RequestContext, status: int, answered_at: float | None = None) -> None:
     """Every chat answer once: by the agent chosen, else `_none` (refused before routing)."""
+    answered = time.perf_counter() if answered_at is None else answered_at
     metrics.request_done(
         ctx.agent or metrics.NONE,
         status,
-        time.perf_counter() - ctx.started,
+        answered - ctx.started,
         ctx.id_empresa,
         trace_id=ctx.trace_id if ctx.trace_sampled else None,
     )
+
+
+def _is_event_stream(headers: list[tuple[bytes, bytes]]) -> bool:
+    """A streamed reply (chat/streaming.py), from its response headers."""
+    for name, value in headers:
+        if value.startswith(b"text/event-stream") and name.lower() == b"content-type":
+            return True
+    return False
 
 
 def _outcome_from_status(status: int) -> str | None:

@@ -11,7 +11,8 @@ database and need none of that. This handler keeps what matters:
 - the body is read into memory and refused with the contract's 413 once it passes the limit,
   whether announced by Content-Length or streamed (chunked);
 - the view is cancelled when the caller disconnects (what Django's own `listen_for_disconnect`
-  does), so an abandoned agent call is closed at once;
+  does), so an abandoned agent call is closed at once; so is a streamed reply
+  (chat/streaming.py) while it is sent;
 - only HOT_PATH_MIDDLEWARE runs, all natively async;
 - a chat POST without an Origin header skips Django's request object, URL resolver and
   middleware altogether: the chat pipeline (chat/pipeline.py) answers it from the scope's
@@ -25,7 +26,7 @@ import contextlib
 import functools
 import io
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 from django.conf import settings
@@ -39,6 +40,7 @@ from access.auth import Principal
 from chat import messages
 from chat.pipeline import admit, chat_answer
 from chat.responses import JsonAnswer, detail_response
+from chat.streaming import STREAM_HEADERS, EventStreamResponse, StreamAnswer
 from edge.scope import (
     VARY_ORIGIN,
     client_address,
@@ -116,7 +118,9 @@ class HotPathHandler(ASGIHandler):
                 receive,
                 watch_from_agent_call=True,
             )
-            if answer is not None:
+            if isinstance(answer, StreamAnswer):
+                await self._send_stream(answer, send, receive, (*STREAM_HEADERS, *VARY_ORIGIN))
+            elif answer is not None:
                 with contextlib.suppress(asyncio.CancelledError):  # the caller left mid-write
                     await answer.send_to(send, VARY_ORIGIN)
             return
@@ -129,9 +133,33 @@ class HotPathHandler(ASGIHandler):
         response = await self._unless_disconnected(
             functools.partial(self._middleware_chain, request), receive
         )
-        if response is not None:
+        if isinstance(response, EventStreamResponse):
+            await self._send_stream(response.answer, send, receive, response.asgi_headers())
+        elif response is not None:
             with contextlib.suppress(asyncio.CancelledError):  # the caller left mid-write
                 await self.send_response(response, send)
+
+    async def _send_stream(
+        self,
+        answer: StreamAnswer,
+        send: Any,
+        receive: Any,
+        headers: Iterable[tuple[bytes, bytes]],
+    ) -> None:
+        """Send a streamed reply while watching for the caller's disconnect: when the caller
+        leaves, the agent's stream is closed at once and nothing more is sent."""
+
+        async def relay() -> bool:
+            await answer.send_to(send, headers)
+            return True
+
+        try:
+            if await self._unless_disconnected(relay, receive) is None:
+                ctx = request_context.get()
+                if ctx is not None:
+                    ctx.outcome = "disconnected"
+        finally:
+            answer.close()
 
     async def _send_refusal(self, scope: dict[str, Any], answer: JsonAnswer, send: Any) -> None:
         """A chat refusal sent before the body was read (uvicorn discards the body as it comes).

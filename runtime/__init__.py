@@ -14,6 +14,7 @@ from runtime.errors import AgentBadStatusError, AgentBusyError, AgentError
 from runtime.limiter import ConcurrencyLimiter
 from runtime.registry import AgentRegistry, registry
 from runtime.specs import AgentSpec, TenantSpec
+from runtime.streams import AgentStream
 
 __all__ = [
     "OPEN",
@@ -25,6 +26,7 @@ __all__ = [
     "AgentRegistry",
     "AgentRuntime",
     "AgentSpec",
+    "AgentStream",
     "ConcurrencyLimiter",
     "TenantRuntime",
     "TenantSpec",

@@ -1,5 +1,5 @@
 """One agent call under the agent's rules: breaker, concurrency limit (with a fair share per
-empresa), deadline, retry.
+empresa), deadline, retry; for a streaming request, the agent's event stream (runtime/streams.py).
 
 The breaker sees exactly one outcome per request; the whole call, any wait for a slot, retries
 and backoff included, ends within the agent's `timeout_s`, and holds the runtime it started with
@@ -11,6 +11,8 @@ import asyncio
 import random
 from collections.abc import Callable, Hashable
 from contextlib import AbstractContextManager, nullcontext
+
+import aiohttp
 
 from agents.models import RetryOn
 from observability.context import RequestTrace, TraceHeaders
@@ -25,6 +27,7 @@ from runtime.errors import (
     RetryableConnectionError,
 )
 from runtime.specs import AgentSpec
+from runtime.streams import AgentStream, stream_first_event
 
 RETRY_BACKOFF_S = (0.1, 0.5)
 
@@ -38,12 +41,17 @@ async def agent_call(
     extra_headers: tuple[tuple[str, str], ...] = (),
     before_send: Callable[[], None] | None = None,
     trace: RequestTrace | None = None,
-) -> AgentReply:
+    stream_accept: str | None = None,
+) -> AgentReply | AgentStream:
     """`tenant` (the empresa) is who the call's concurrency slot counts for
     (runtime/limiter.py); `extra_headers` go on every attempt (the caller's trace context);
     `before_send` runs once the call is let through (breaker and concurrency limit); `trace`
     (the request's recorded span, tracing on) gets a client span per attempt, whose traceparent
-    replaces the caller's."""
+    replaces the caller's.
+
+    `stream_accept`: the caller's Accept on a streaming request. An agent that streams gives an
+    AgentStream whose first event arrived within the deadline; it holds the call's slot, breaker
+    permit and a lease on the client until it is closed, which settles the breaker."""
     spec = runtime.spec
     if not spec.enabled:
         raise AgentDisabledError(spec.key)
@@ -63,28 +71,30 @@ async def agent_call(
         except BaseException:
             limiter.release(tenant)
             raise
+    streaming = False
     try:
         if before_send is not None:
             before_send()
         with runtime.client.lease():
             reply = await _attempts(
-                runtime,
-                body,
-                request_id=request_id,
-                deadline=deadline,
-                extra=extra_headers,
-                trace=trace,
-            )
+                runtime, body, request_id=request_id, deadline=deadline, extra=extra_headers,
+                trace=trace, stream_accept=stream_accept,
+            )  # fmt: skip
+            if isinstance(reply, AgentStream):
+                reply.hold(runtime, permit, tenant)
+                streaming = True
     except AgentError as exc:
         if exc.counts_as_failure:
             breaker.record_failure(permit)
         raise
     else:
-        breaker.record_success(permit)
+        if not streaming:
+            breaker.record_success(permit)
         return reply
     finally:
-        limiter.release(tenant)
-        breaker.release(permit)  # no-op after an outcome; neutral otherwise (cancelled, 4xx)
+        if not streaming:  # else the stream gives them back when it closes
+            limiter.release(tenant)
+            breaker.release(permit)  # no-op after an outcome; neutral otherwise (cancelled, 4xx)
 
 
 def _may_retry(spec: AgentSpec, error: RetryableConnectionError) -> bool:
@@ -101,11 +111,12 @@ async def _attempts(
     deadline: float,
     extra: tuple[tuple[str, str], ...] = (),
     trace: RequestTrace | None = None,
-) -> AgentReply:
+    stream_accept: str | None = None,
+) -> AgentReply | AgentStream:
     """Attempt n (1 for the first) goes out as `X-Gateway-Attempt: n`, counting attempts that
     never reached the agent; every attempt carries the request id as its `Idempotency-Key`.
     `deadline` (loop time) is the call's: `timeout_s` from its start, any wait for a slot
-    included."""
+    included; an event stream's first event must arrive within it too."""
     spec = runtime.spec
     client = runtime.client
     last = spec.retries + 1
@@ -114,9 +125,15 @@ async def _attempts(
             for attempt in range(1, last + 1):
                 try:
                     with _attempt_span(trace, runtime, attempt, deadline, extra) as headers:
-                        return await client.post_json(
-                            body, request_id=request_id, attempt=attempt, extra_headers=headers
-                        )
+                        answer = await client.post_json(
+                            body, request_id=request_id, attempt=attempt, extra_headers=headers,
+                            stream_accept=stream_accept,
+                        )  # fmt: skip
+                        if isinstance(answer, aiohttp.ClientResponse):
+                            return await stream_first_event(
+                                runtime, answer, started=deadline - spec.timeout_s
+                            )
+                        return answer
                 except RetryableConnectionError as exc:
                     if attempt == last or not _may_retry(spec, exc):
                         raise

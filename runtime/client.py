@@ -1,7 +1,8 @@
 """AgentClient: one pooled aiohttp session per agent, and the one place the HTTP library's
 errors become AgentErrors (`map_agent_errors`).
 
-`post_json` makes a single attempt and returns the parsed reply or raises an AgentCallError.
+`post_json` makes a single attempt and returns the parsed reply or raises an AgentCallError; for
+a streaming request, an agent's event stream comes back open (runtime/streams.py reads it).
 The deadline over all attempts lives in runtime/calls.py; the session's timeouts bound each phase
 (pool wait and connect, connect, read) so a stuck socket cannot outlive it either.
 """
@@ -11,6 +12,7 @@ import contextlib
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import overload
 
 import aiohttp
 import orjson
@@ -38,6 +40,7 @@ _INFLATE_WBITS = {
     "deflate": zlib.MAX_WBITS,
 }
 KEEPALIVE_S = 30.0
+EVENT_STREAM = "text/event-stream"
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +143,10 @@ class AgentClient:
             total=None, connect=spec.timeout_s, sock_connect=spec.connect_timeout_s,
             sock_read=spec.timeout_s,
         )  # fmt: skip
+        # A stream's reads wait as long as its own deadlines allow (runtime/streams.py).
+        self._stream_timeout = aiohttp.ClientTimeout(
+            total=None, connect=spec.timeout_s, sock_connect=spec.connect_timeout_s
+        )
         self._max_connections = spec.max_connections
         self._max_idle = min(spec.max_connections, gateway_settings.agent_keepalive_connections)
         self._session: aiohttp.ClientSession | None = None
@@ -164,6 +171,7 @@ class AgentClient:
             )
         return session
 
+    @overload
     async def post_json(
         self,
         body: bytes,
@@ -171,8 +179,32 @@ class AgentClient:
         request_id: str,
         attempt: int = 1,
         extra_headers: tuple[tuple[str, str], ...] = (),
-    ) -> AgentReply:
-        """One attempt. Callers hold a lease around every attempt of a call (runtime/calls.py)."""
+        stream_accept: None = None,
+    ) -> AgentReply: ...
+
+    @overload
+    async def post_json(
+        self,
+        body: bytes,
+        *,
+        request_id: str,
+        attempt: int = 1,
+        extra_headers: tuple[tuple[str, str], ...] = (),
+        stream_accept: str | None,
+    ) -> AgentReply | aiohttp.ClientResponse: ...
+
+    async def post_json(
+        self,
+        body: bytes,
+        *,
+        request_id: str,
+        attempt: int = 1,
+        extra_headers: tuple[tuple[str, str], ...] = (),
+        stream_accept: str | None = None,
+    ) -> AgentReply | aiohttp.ClientResponse:
+        """One attempt. Callers hold a lease around every attempt of a call (runtime/calls.py).
+        With `stream_accept` (the caller's Accept of a streaming request, sent on instead of
+        ours), a 200 `text/event-stream` answer is returned open, its body unread."""
         headers = {
             **self._headers,
             "X-Request-ID": request_id,
@@ -181,6 +213,9 @@ class AgentClient:
         }
         if extra_headers:
             headers.update(extra_headers)
+        if stream_accept is not None:
+            headers["Accept"] = stream_accept
+            headers["Accept-Encoding"] = "identity"  # events are relayed as they come
         with map_agent_errors():
             response = await self._session_get().request(
                 "POST",
@@ -188,8 +223,10 @@ class AgentClient:
                 data=body,
                 headers=headers,
                 allow_redirects=False,
-                timeout=self._timeout,
+                timeout=self._timeout if stream_accept is None else self._stream_timeout,
             )
+        if stream_accept and response.status == 200 and response.content_type == EVENT_STREAM:
+            return response  # read by runtime/streams.py
         # From here a response byte has arrived: nothing below is retryable.
         try:
             with map_agent_errors():

@@ -9,6 +9,7 @@ failure of the agent::
     │   ├── AgentDisabledError           disabled          (fallback; neutral)
     │   ├── BreakerOpenError             circuit_open      (fallback; neutral)
     │   └── AgentBusyError               backpressure      (503; neutral)
+    ├── StreamDrainedError           draining          (a stream ended by the drain; neutral)
     └── AgentCallError               the call was attempted and failed
         ├── AgentTimeoutError            timeout           (failure)
         ├── AgentConnectionError         connection        (failure)
@@ -39,6 +40,12 @@ class BreakerOpenError(AgentUnavailableError):
 
 class AgentBusyError(AgentUnavailableError):
     reason = "backpressure"
+
+
+class StreamDrainedError(AgentError):
+    """The process is shutting down and its drain limit came before the stream's end."""
+
+    reason = "draining"
 
 
 class AgentCallError(AgentError):

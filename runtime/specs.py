@@ -22,6 +22,8 @@ class AgentSpec:
     breaker_reset_s: float
     retries: int
     retry_on: str  # agents.models.RetryOn
+    stream_idle_timeout_s: float
+    stream_max_s: float
     fallback_reply: str
     is_fallback_route: bool
     routing_names: tuple[str, ...]
@@ -43,6 +45,8 @@ class AgentSpec:
             breaker_reset_s=float(agent.breaker_reset_s),
             retries=int(agent.retries),
             retry_on=agent.retry_on,
+            stream_idle_timeout_s=float(agent.stream_idle_timeout_s),
+            stream_max_s=float(agent.stream_max_s),
             fallback_reply=agent.fallback_reply or DEFAULT_FALLBACK_REPLY,
             is_fallback_route=agent.is_fallback_route,
             routing_names=tuple(sorted(routing_names)),

@@ -23,10 +23,17 @@ Each request's path picks a behaviour, so one server serves every fault at once:
     /close            close the connection cleanly before any response byte
     /reset_mid        headers and half the body, then RST
     /flap/<n>[/<s>]   reset the first n requests, then /ok (after <s> seconds)
+    /sse/<n>/<gap>[/<end>]
+                      200 text/event-stream (chunked): n events (-1: no end), the first at once,
+                      then one every <gap> seconds; then <end>: `end` (the last chunk; the
+                      default), `stall` (silence until the peer closes), `reset` (RST), `close`
+                      (FIN without the last chunk)
+    /sse_next         /sse/<the next entry of `sse_script`>, popped per request
     /health           200 {"status": "ok"}  (GET)
 
 Observations (thread-safe): `requests` (path, headers, JSON body) in order, `connections_opened`,
-`connections_closed_by_peer` (the gateway hung up on us: how cancellation is seen).
+`connections_closed_by_peer` (the gateway hung up on us: how cancellation is seen), `sse_sent`
+(the monotonic time each event was written) and `peer_closed_at` (when the gateway hung up).
 """
 
 from __future__ import annotations
@@ -81,6 +88,9 @@ class FaultAgent:
     connections_opened: int = 0
     connections_closed_by_peer: int = 0
     flap_counts: dict[str, int] = field(default_factory=dict)
+    sse_sent: list[float] = field(default_factory=list)
+    sse_script: list[str] = field(default_factory=list)
+    peer_closed_at: list[float] = field(default_factory=list)
     _lock: threading.RLock = field(default_factory=threading.RLock)
     _loop: asyncio.AbstractEventLoop | None = None
     _thread: threading.Thread | None = None
@@ -285,6 +295,12 @@ class FaultAgent:
         if name == "reset":
             _reset(writer)
             return False
+        if name == "sse":
+            return await self._send_events(parts[1:], reader, writer)
+        if name == "sse_next":
+            with self._lock:
+                script = self.sse_script.pop(0)
+            return await self._send_events(script.split("/"), reader, writer)
         if name == "close":
             writer.close()
             return False
@@ -306,6 +322,48 @@ class FaultAgent:
             pass
         with self._lock:
             self.connections_closed_by_peer += 1
+            self.peer_closed_at.append(time.monotonic())
+
+    async def _send_events(
+        self, args: list[str], reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> bool:
+        count, gap = int(args[0]), float(args[1])
+        end = args[2] if len(args) > 2 else "end"
+        writer.write(
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n"
+            b"transfer-encoding: chunked\r\n\r\n"
+        )
+        peer_closed = asyncio.ensure_future(self._wait_for_peer_close(reader))
+        try:
+            sent = 0
+            while count < 0 or sent < count:
+                if sent:
+                    await asyncio.wait([peer_closed], timeout=gap)
+                if peer_closed.done():
+                    return False
+                event = b"id: %d\ndata: token %d\n\n" % (sent, sent)
+                writer.write(b"%x\r\n%s\r\n" % (len(event), event))
+                await writer.drain()
+                with self._lock:
+                    self.sse_sent.append(time.monotonic())
+                sent += 1
+            if end == "stall":
+                await peer_closed
+                return False
+            peer_closed.cancel()
+            if end == "reset":
+                _reset(writer)
+                return False
+            if end == "close":
+                writer.close()
+                return False
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
+            return True
+        except ConnectionError:
+            return False
+        finally:
+            peer_closed.cancel()
 
     async def _send_echo(
         self, writer: asyncio.StreamWriter, request: ReceivedRequest, *, compress: str = ""

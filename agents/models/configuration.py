@@ -76,6 +76,8 @@ class RetryOn(models.TextChoices):
 
 
 DEFAULT_CONNECT_TIMEOUT_S = 5.0
+DEFAULT_STREAM_IDLE_TIMEOUT_S = 30.0
+DEFAULT_STREAM_MAX_S = 300.0
 
 
 class Agent(models.Model):
@@ -160,6 +162,21 @@ class Agent(models.Model):
         "agents with side effects: retry only when the request cannot have reached the agent "
         "(refused, connect error, or a kept-alive connection found closed before the request "
         "was written). Every attempt carries Idempotency-Key and X-Gateway-Attempt.",
+    )
+    stream_idle_timeout_s = models.FloatField(
+        "stream: idle timeout (s)",
+        default=DEFAULT_STREAM_IDLE_TIMEOUT_S,
+        validators=bounds_validators(0.5, 600, "s"),
+        help_text="A streamed reply (the caller asked for text/event-stream and the agent "
+        "streams) that goes this long without an event ends with an error event carrying the "
+        "fallback reply.",
+    )
+    stream_max_s = models.FloatField(
+        "stream: longest (s)",
+        default=DEFAULT_STREAM_MAX_S,
+        validators=bounds_validators(1, 3600, "s"),
+        help_text="A streamed reply still running this long after the call began ends with an "
+        "error event carrying the fallback reply. The first event must come within the timeout.",
     )
     fallback_reply = models.TextField(
         blank=True,

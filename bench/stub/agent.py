@@ -1,7 +1,8 @@
 """The asyncio agent stub, for machines without nginx: `python -m bench.stub.agent --fd N`.
 
 A bare asyncio Protocol with httptools' parser (already a gateway dependency): keep-alive HTTP/1.1,
-the request body read and dropped, the stub paths answered after their delay.
+the request body read and dropped, the stub paths answered after their delay; and
+`/stream/<events>/<interval ms>`, an event stream (bench/streams.py).
 """
 
 import argparse
@@ -18,6 +19,10 @@ _OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\
 )
 _HEALTH = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 15\r\n\r\n{"status":"ok"}'
 _NOT_FOUND = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
+_STREAM_HEAD = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+    b"Transfer-Encoding: chunked\r\n\r\n"
+)
 
 
 class StubProtocol(asyncio.Protocol):
@@ -44,6 +49,11 @@ class StubProtocol(asyncio.Protocol):
         if path == "/health":
             self._write(_HEALTH)
             return
+        if path.startswith("/stream/"):
+            _, _, events, interval_ms = path.split("/")
+            self._write(_STREAM_HEAD)
+            self._stream(0, int(events), int(interval_ms) / 1000)
+            return
         delay = STUB_PATHS.get(path)
         if delay is None:
             self._write(_NOT_FOUND)
@@ -51,6 +61,19 @@ class StubProtocol(asyncio.Protocol):
             self._write(_OK)
         else:
             asyncio.get_running_loop().call_later(delay, self._write, _OK)
+
+    def _stream(self, sent: int, events: int, interval_s: float) -> None:
+        """Event `sent` now, the next one `interval_s` later; the last chunk after `events`."""
+        if self.transport is None or self.transport.is_closing():
+            return
+        if sent == events:
+            self._write(b"0\r\n\r\n")
+            return
+        event = b'data: {"delta": "token %d"}\n\n' % sent
+        self._write(b"%x\r\n%s\r\n" % (len(event), event))
+        asyncio.get_running_loop().call_later(
+            interval_s, self._stream, sent + 1, events, interval_s
+        )
 
     def _write(self, data: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():

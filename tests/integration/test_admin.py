@@ -34,6 +34,8 @@ def agent_form(agent: Agent, **overrides: Any) -> dict[str, Any]:
         "max_connections": agent.max_connections,
         "retries": agent.retries,
         "retry_on": agent.retry_on,
+        "stream_idle_timeout_s": agent.stream_idle_timeout_s,
+        "stream_max_s": agent.stream_max_s,
         "breaker_fail_max": agent.breaker_fail_max,
         "breaker_reset_s": agent.breaker_reset_s,
         "fallback_reply": agent.fallback_reply,
@@ -106,6 +108,8 @@ def test_a_routing_name_added_inline_is_stored_normalised(admin: Client) -> None
         ({"url": "ftp://h/x"}, "Enter an http:// or https:// URL"),
         ({"connect_timeout_s": "30", "timeout_s": "10"}, "Must not exceed the timeout"),
         ({"routing_names-2-name": " VENTAS "}, "already exists"),
+        ({"stream_idle_timeout_s": "0.1"}, "Must be at least 0.5 s; raise it to 0.5 or more."),
+        ({"stream_max_s": "7200"}, "Must be at most 3600 s; lower it to 3600 or less."),
     ],
 )
 def test_bad_values_get_messages_that_say_how_to_fix_them(
@@ -117,6 +121,21 @@ def test_bad_values_get_messages_that_say_how_to_fix_them(
     assert response.status_code == 200
     assert message in response.content.decode()
     assert version() == before
+
+
+def test_the_stream_limits_are_edited_on_the_agents_page(admin: Client) -> None:
+    cita = Agent.objects.get(key="cita")
+    page = admin.get(f"{CHANGELIST}{cita.pk}/change/").content.decode()
+    assert "Streaming" in page
+    assert 'name="stream_idle_timeout_s" value="30.0"' in page
+    assert 'name="stream_max_s" value="300.0"' in page
+    before = version()
+    form = agent_form(cita, stream_idle_timeout_s="12", stream_max_s="90")
+    response = admin.post(f"{CHANGELIST}{cita.pk}/change/", form)
+    assert response.status_code == 302
+    cita.refresh_from_db()
+    assert (cita.stream_idle_timeout_s, cita.stream_max_s) == (12, 90)
+    assert version() == before + 1
 
 
 def test_the_same_routing_name_twice_in_one_form_is_an_error_not_a_crash(admin: Client) -> None:

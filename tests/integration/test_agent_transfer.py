@@ -256,3 +256,16 @@ def test_retry_on_is_exported_and_imported(tmp_path: Path) -> None:
     assert json.loads(snapshot())[0]["retry_on"] == "connect"
     errors = rejected(tmp_path, [{"key": "cita", "retry_on": "always"}])
     assert "row 1 (cita): retry_on: Value 'always' is not a valid choice" in errors
+
+
+def test_stream_limits_are_exported_and_imported(tmp_path: Path) -> None:
+    exported = json.loads(snapshot())
+    assert {(r["stream_idle_timeout_s"], r["stream_max_s"]) for r in exported} == {(30.0, 300.0)}
+    output = import_rows(
+        tmp_path, [{"key": "cita", "stream_idle_timeout_s": 5, "stream_max_s": 60}]
+    )
+    assert output.splitlines()[0] == "changed cita: stream_idle_timeout_s, stream_max_s"
+    cita = json.loads(snapshot())[0]
+    assert (cita["stream_idle_timeout_s"], cita["stream_max_s"]) == (5, 60)
+    errors = rejected(tmp_path, [{"key": "cita", "stream_max_s": 0}])
+    assert "row 1 (cita): stream_max_s: Must be at least 1 s" in errors
