@@ -1,7 +1,7 @@
 """CPU per chat request inside the gateway: the ASGI application driven directly, no HTTP server.
 
     python -m bench.inprocess [instant|delay50ms|400|breaker] [--requests N] [--rounds R]
-                              [--concurrency C] [--tracing off|all|1%]
+                              [--concurrency C] [--tracing off|all|1%] [--tenants-ab]
 
 The gateway runs in this process (one core), the agent stub in another (the other core); each
 round sends N chat requests, C at a time (16 by default), through
@@ -10,6 +10,10 @@ in the measurement it is steadier than `bench.run` (a few % between rounds), so 
 an A/B of a change to the gateway's own code: run it on both builds, alternated, on one machine.
 `--tracing all` or `1%` turns tracing on (OTLP to a sink process on the other core, sampling
 every request or 1 % of them): the CPU counted includes the batch processor's export thread.
+`--tenants-ab` loads 1,000 tenant rows (the bench's empresa among them, with a cap and a rate
+limit the load never reaches) and takes them out of the registry and back between rounds, in
+A B B A order, in this one process: the cost of the tenant accounting with the machine's drift
+paired away.
 """
 
 import argparse
@@ -87,8 +91,29 @@ async def _one(app: Any, body: bytes) -> int:
     return statuses[0]
 
 
+def _tenants_switch() -> Any:
+    """A function that puts the loaded tenants in the registry (True) or takes them out."""
+    from runtime import registry
+
+    snapshot = registry.snapshot
+    specs = [runtime.spec for runtime in snapshot.agents.values()]
+    tenants = [tenant.spec for tenant in snapshot.tenants.values()]
+    assert len(tenants) >= 1000, "run with BENCH_TENANTS=1000 (set by --tenants-ab)"
+
+    def switch(on: bool) -> None:
+        registry.apply(snapshot.version, specs, tenants if on else ())
+        assert bool(registry.snapshot.tenants) == on
+
+    return switch
+
+
 async def _measure(
-    application: Any, scenario: str, requests: int, rounds: int, concurrency: int
+    application: Any,
+    scenario: str,
+    requests: int,
+    rounds: int,
+    concurrency: int,
+    tenants_ab: bool = False,
 ) -> list[float]:
     startup: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     started = asyncio.Event()
@@ -113,8 +138,11 @@ async def _measure(
         await asyncio.gather(*(caller(total // concurrency) for _ in range(concurrency)))
 
     await burst(concurrency * 30)  # warm-up: connections, caches, the breaker opened
+    switch = _tenants_switch() if tenants_ab else None
     per_request_us = []
-    for _ in range(rounds):
+    for round_ in range(rounds):
+        if switch is not None:
+            switch(round_ % 4 in (0, 3))  # with, without, without, with, ...
         cpu_before = time.process_time()
         await burst(requests)
         per_request_us.append((time.process_time() - cpu_before) / requests * 1e6)
@@ -130,7 +158,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--concurrency", type=int, default=CONCURRENCY)
     parser.add_argument("--tracing", choices=list(TRACING), default="off")
+    parser.add_argument("--tenants-ab", action="store_true", help="see above; rounds: 4 or more")
     args = parser.parse_args()
+    if args.tenants_ab:
+        os.environ["BENCH_TENANTS"] = "1000"
     workdir = Path(tempfile.mkdtemp(prefix="gateway-inprocess-"))
     with Stack(workdir) as stack:
         stub = stack.start_stub()
@@ -155,12 +186,25 @@ def main() -> None:
             if isinstance(handler, logging.StreamHandler):
                 handler.setStream((workdir / "gateway.log").open("w"))
         rounds = uvloop.run(
-            _measure(application, args.scenario, args.requests, args.rounds, args.concurrency)
-        )
+            _measure(
+                application, args.scenario, args.requests, args.rounds, args.concurrency,
+                args.tenants_ab,
+            )
+        )  # fmt: skip
     build = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
     ).stdout.strip()
     traced = "" if args.tracing == "off" else f", tracing {args.tracing}"
+    if args.tenants_ab:
+        with_ = [r for i, r in enumerate(rounds) if i % 4 in (0, 3)]
+        without = [r for i, r in enumerate(rounds) if i % 4 in (1, 2)]
+        print(
+            f"{args.scenario} @ {build or '?'}, 1,000 tenants in and out, A B B A: CPU µs per "
+            f"request with {' '.join(f'{r:.1f}' for r in with_)}; without "
+            f"{' '.join(f'{r:.1f}' for r in without)}; with / without (sums): "
+            f"{sum(with_) / sum(without):.3f}"
+        )
+        return
     print(
         f"{args.scenario} @ {build or '?'}, {args.concurrency} at a time{traced}: "
         f"CPU µs per request, "
