@@ -394,7 +394,7 @@ def test_sigterm_lets_streams_run_to_the_drain_limit_then_ends_them(
     assert last == error_event("draining")
     assert [event for _, event in events] == tokens(len(events))
     assert sum(at > signalled + 1 for at, _ in events) >= 4  # it kept streaming meanwhile
-    assert 1.8 < ended_at - signalled < 2.6
+    assert 1.8 < ended_at - signalled < 2.95  # the drain limit less 1 s, before the cut at 3
     assert gateway.process.wait(10) == 0
     assert "Traceback" not in gateway.logs()
 
