@@ -36,7 +36,7 @@ from agents.selectors import (
 from fleet.notify import ChangeNotifier
 from fleet.worker_state import BreakerResetFollower, WorkerStatePublisher
 from gateway_project.conf import gateway_settings
-from runtime import AgentRegistry, AgentSpec, TenantSpec, registry
+from runtime import AGENT_RELATIONS, AgentRegistry, AgentSpec, TenantSpec, agent_spec_load, registry
 
 logger = logging.getLogger("gateway.registry")
 
@@ -71,10 +71,8 @@ def agent_specs_load() -> tuple[int, list[AgentSpec]]:
     """Every agent as an AgentSpec, with the version it was read at (read version first, so a
     concurrent change makes the next poll reload rather than being missed)."""
     version = config_version_get()
-    agents = Agent.objects.prefetch_related("routing_names").order_by("key")
-    specs = [
-        AgentSpec.from_agent(agent, [r.name for r in agent.routing_names.all()]) for agent in agents
-    ]
+    agents = Agent.objects.prefetch_related(*AGENT_RELATIONS).order_by("key")
+    specs = [agent_spec_load(agent) for agent in agents]
     return version, specs
 
 

@@ -13,10 +13,11 @@ from runtime.draining import draining
 from runtime.errors import AgentBadStatusError, AgentBusyError, AgentError
 from runtime.limiter import ConcurrencyLimiter
 from runtime.registry import AgentRegistry, registry
-from runtime.specs import AgentSpec, TenantSpec
+from runtime.specs import AGENT_RELATIONS, AgentSpec, EndpointSpec, TenantSpec, agent_spec_load
 from runtime.streams import AgentStream
 
 __all__ = [
+    "AGENT_RELATIONS",
     "OPEN",
     "STATE_VALUES",
     "AgentBadStatusError",
@@ -28,9 +29,11 @@ __all__ = [
     "AgentSpec",
     "AgentStream",
     "ConcurrencyLimiter",
+    "EndpointSpec",
     "TenantRuntime",
     "TenantSpec",
     "agent_call",
+    "agent_spec_load",
     "drain_problems",
     "draining",
     "registry",

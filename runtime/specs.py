@@ -1,9 +1,30 @@
 """AgentSpec and TenantSpec: immutable snapshots of an agent row and of a tenant row, the only
-shapes the hot path sees."""
+shapes the hot path sees.
 
-from dataclasses import dataclass
+Secrets (header values, the TLS client key) are decrypted when the spec is built, off the hot
+path, and kept out of every repr.
+"""
+
+import logging
+from dataclasses import dataclass, field
 
 from agents.models import DEFAULT_FALLBACK_REPLY, Agent, Tenant, default_health_url
+from agents.secrets import SecretUnreadable, secret_decrypt
+from runtime.tls import TlsSpec
+
+logger = logging.getLogger("gateway.registry")
+
+# What agent_spec_load needs prefetched on each Agent row.
+AGENT_RELATIONS = ("routing_names", "endpoints", "headers", "failover_steps__target")
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointSpec:
+    """One replica of an agent (an agent with only `url` has one, of weight 1)."""
+
+    url: str
+    weight: int = 1
+    enabled: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,14 +48,34 @@ class AgentSpec:
     fallback_reply: str
     is_fallback_route: bool
     routing_names: tuple[str, ...]
+    endpoints: tuple[EndpointSpec, ...] = ()
+    balance: str = "least_inflight"  # agents.models.Balance
+    affinity: str = "none"  # agents.models.Affinity
+    failover: tuple[str, ...] = ()  # agent keys, tried in order
+    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # decrypted values
+    tls: TlsSpec = field(default_factory=TlsSpec)
+    proxy_url: str = ""
 
     @classmethod
-    def from_agent(cls, agent: Agent, routing_names: list[str]) -> "AgentSpec":
+    def from_agent(
+        cls,
+        agent: Agent,
+        routing_names: list[str],
+        *,
+        endpoints: list[EndpointSpec] | None = None,
+        failover: list[str] | None = None,
+        headers: list[tuple[str, str]] | None = None,
+        tls: TlsSpec | None = None,
+    ) -> "AgentSpec":
+        """`endpoints`: the agent's endpoint rows (none: its `url` is its one endpoint);
+        `headers` and `tls` come with their secrets decrypted."""
+        pool = tuple(endpoints) if endpoints else (EndpointSpec(agent.url),)
+        url = agent.url or pool[0].url
         return cls(
             key=agent.key,
             name=agent.name,
-            url=agent.url,
-            health_url=agent.health_url or default_health_url(agent.url),
+            url=url,
+            health_url=agent.health_url or default_health_url(url),
             enabled=agent.enabled,
             payload_format=agent.payload_format,
             timeout_s=float(agent.timeout_s),
@@ -50,11 +91,61 @@ class AgentSpec:
             fallback_reply=agent.fallback_reply or DEFAULT_FALLBACK_REPLY,
             is_fallback_route=agent.is_fallback_route,
             routing_names=tuple(sorted(routing_names)),
+            endpoints=pool,
+            balance=agent.balance,
+            affinity=agent.affinity,
+            failover=tuple(failover or ()),
+            headers=tuple(headers or ()),
+            tls=tls if tls is not None else TlsSpec(verify=agent.tls_verify),
+            proxy_url=agent.proxy_url,
         )
 
     def transport_config(self) -> tuple[object, ...]:
         """The fields the HTTP client is built from; a change in any of them needs a new client."""
-        return (self.url, self.timeout_s, self.connect_timeout_s, self.max_connections)
+        return (
+            self.url,
+            self.timeout_s,
+            self.connect_timeout_s,
+            self.max_connections,
+            self.headers,
+            self.tls,
+            self.proxy_url,
+        )
+
+
+def agent_spec_load(agent: Agent) -> AgentSpec:
+    """An agent row (with AGENT_RELATIONS prefetched) as its spec, secrets decrypted."""
+    return AgentSpec.from_agent(
+        agent,
+        [r.name for r in agent.routing_names.all()],
+        endpoints=[EndpointSpec(e.url, int(e.weight), e.enabled) for e in agent.endpoints.all()],
+        failover=[step.target.key for step in agent.failover_steps.all()],
+        headers=[
+            (h.name, _secret(agent, f"header {h.name}", h.value)) for h in agent.headers.all()
+        ],
+        tls=TlsSpec(
+            verify=agent.tls_verify,
+            ca_bundle=agent.tls_ca_bundle,
+            client_cert=agent.tls_client_cert,
+            client_key=_secret(agent, "TLS client key", agent.tls_client_key),
+        ),
+    )
+
+
+def _secret(agent: Agent, what: str, stored: str) -> str:
+    """A stored secret decrypted; one no configured key reads is logged and sent empty (the
+    agent then refuses the call, and the caller gets the fallback)."""
+    if not stored:
+        return ""
+    try:
+        return secret_decrypt(stored)
+    except SecretUnreadable as exc:
+        logger.error(
+            "a secret of this agent cannot be decrypted: %s",
+            exc,
+            extra={"event": "secret_unreadable", "agent": agent.key, "secret": what},
+        )
+        return ""
 
 
 @dataclass(frozen=True, slots=True)

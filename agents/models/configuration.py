@@ -7,7 +7,12 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxValueValidator, MinValueValidator, URLValidator
+from django.core.validators import (
+    MaxValueValidator,
+    MinValueValidator,
+    RegexValidator,
+    URLValidator,
+)
 from django.db import models
 from django.utils.regex_helper import _lazy_re_compile
 
@@ -70,6 +75,16 @@ class PayloadFormat(models.TextChoices):
     FLAT = "flat", "flat (newer agents)"
 
 
+class Balance(models.TextChoices):
+    LEAST_INFLIGHT = "least_inflight", "least in flight (of two weighted random picks)"
+    ROUND_ROBIN = "round_robin", "round robin (weighted)"
+
+
+class Affinity(models.TextChoices):
+    NONE = "none", "none"
+    SESSION = "session", "session (the same session_id goes to the same endpoint)"
+
+
 class RetryOn(models.TextChoices):
     CONNECT_OR_RESET = "connect_or_reset", "connect_or_reset (refused, or reset before any reply)"
     CONNECT = "connect", "connect (only if the agent cannot have received the request)"
@@ -90,8 +105,10 @@ class Agent(models.Model):
     url = models.CharField(
         "URL",
         max_length=500,
+        blank=True,
         validators=[http_url_validator],
-        help_text="Where the gateway POSTs the chat payload.",
+        help_text="Where the gateway POSTs the chat payload. Leave blank when the agent has "
+        "several endpoints (replicas), listed below.",
     )
     health_url = models.CharField(
         "health URL",
@@ -178,6 +195,49 @@ class Agent(models.Model):
         help_text="A streamed reply still running this long after the call began ends with an "
         "error event carrying the fallback reply. The first event must come within the timeout.",
     )
+    balance = models.CharField(
+        max_length=16,
+        choices=Balance.choices,
+        default=Balance.LEAST_INFLIGHT,
+        help_text="How calls spread over the endpoints (with more than one).",
+    )
+    affinity = models.CharField(
+        max_length=16,
+        choices=Affinity.choices,
+        default=Affinity.NONE,
+        help_text="session: a conversation (session_id) stays on one endpoint while it is "
+        "available and not overloaded, for agents that keep a session's state in memory.",
+    )
+    tls_verify = models.BooleanField(
+        "TLS: verify the agent's certificate",
+        default=True,
+        help_text="Untick only for a test agent: anyone between the gateway and the agent could "
+        "then read and change its traffic.",
+    )
+    tls_ca_bundle = models.TextField(
+        "TLS: CA bundle (PEM)",
+        blank=True,
+        help_text="The certificate authorities that sign the agent's certificate (a private CA). "
+        "Blank: the system's.",
+    )
+    tls_client_cert = models.TextField(
+        "TLS: client certificate (PEM)",
+        blank=True,
+        help_text="For agents that require mutual TLS; with the client key below.",
+    )
+    tls_client_key = models.TextField(
+        "TLS: client key (PEM)",
+        blank=True,
+        help_text="Stored encrypted; never shown again after saving.",
+    )
+    proxy_url = models.CharField(
+        "egress proxy URL",
+        max_length=500,
+        blank=True,
+        validators=[http_url_validator],
+        help_text="An HTTP(S) proxy for this agent's requests. Blank: HTTP_PROXY / HTTPS_PROXY / "
+        "NO_PROXY from the gateway's environment, if set.",
+    )
     fallback_reply = models.TextField(
         blank=True,
         max_length=2000,
@@ -246,6 +306,110 @@ class Agent(models.Model):
     @property
     def effective_health_url(self) -> str:
         return self.health_url or default_health_url(self.url)
+
+
+class AgentEndpoint(models.Model):
+    """One replica of an agent: calls spread over an agent's enabled endpoints by weight."""
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="endpoints")
+    url = models.CharField("URL", max_length=500, validators=[http_url_validator])
+    weight = models.PositiveSmallIntegerField(
+        default=1,
+        validators=bounds_validators(1, 100),
+        help_text="Share of the calls against the other endpoints' weights.",
+    )
+    enabled = models.BooleanField(default=True)
+    position = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["position", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["agent", "url"], name="agent_endpoint_unique_url")
+        ]
+        verbose_name = "endpoint (replica)"
+        verbose_name_plural = "endpoints (replicas)"
+
+    def __str__(self) -> str:
+        return self.url
+
+
+HEADER_NAME_RE = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z"
+# Headers the gateway itself sets on every attempt: an agent row may not replace them.
+RESERVED_HEADERS = frozenset(
+    {
+        "accept",
+        "accept-encoding",
+        "connection",
+        "content-length",
+        "content-type",
+        "host",
+        "idempotency-key",
+        "traceparent",
+        "tracestate",
+        "transfer-encoding",
+        "user-agent",
+        "x-gateway-attempt",
+        "x-request-id",
+    }
+)
+
+
+def header_name_validate(name: str) -> None:
+    if name.lower() in RESERVED_HEADERS:
+        raise ValidationError(f"{name} is set by the gateway on every call; choose another header.")
+
+
+class AgentHeader(models.Model):
+    """An extra request header sent to the agent (credentials: Authorization, X-Api-Key...).
+    `value` is stored encrypted (agents/secrets.py) and never shown again after saving."""
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="headers")
+    name = models.CharField(
+        max_length=100,
+        validators=[
+            RegexValidator(HEADER_NAME_RE, "Not a valid HTTP header name."),
+            header_name_validate,
+        ],
+    )
+    value = models.TextField(help_text="Stored encrypted; never shown again after saving.")
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["agent", "name"], name="agent_header_unique_name")
+        ]
+        verbose_name = "request header (secret value)"
+        verbose_name_plural = "request headers (secret values)"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class FailoverStep(models.Model):
+    """When `agent` fails (breaker open, connection failure, 5xx), `target` is tried next,
+    in `position` order, within the same request deadline."""
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="failover_steps")
+    target = models.ForeignKey(
+        Agent, on_delete=models.CASCADE, related_name="failover_for", verbose_name="then try"
+    )
+    position = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["position", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["agent", "target"], name="failover_step_unique"),
+            models.CheckConstraint(
+                condition=~models.Q(agent=models.F("target")),
+                name="failover_step_not_itself",
+                violation_error_message="An agent cannot fail over to itself.",
+            ),
+        ]
+        verbose_name = "failover agent"
+        verbose_name_plural = "failover agents (tried in order when this one fails)"
+
+    def __str__(self) -> str:
+        return f"{self.agent_id} -> {self.target_id}"
 
 
 def default_health_url(url: str) -> str:
