@@ -138,5 +138,7 @@ async def authenticate(headers: Mapping[str, str], client_ip: str) -> Principal 
     429). Called by the chat pipeline (chat/pipeline.py)."""
     principal = principal_for(headers, client_ip)
     if principal is not None:
-        await rate_limiter.check(principal.rate_identity, principal.requests_per_minute)
+        identity, per_minute = principal.rate_identity, principal.requests_per_minute
+        if not rate_limiter.check_nowait(identity, per_minute):
+            await rate_limiter.check(identity, per_minute)
     return principal

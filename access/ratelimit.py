@@ -82,18 +82,26 @@ class RateLimiter:
             )
         return item
 
+    def check_nowait(self, identity: str, per_minute: int) -> bool:
+        """Count one request for `identity` when the counters live in this process (True; raise
+        RateLimited when its budget is spent). False: they are shared, and the caller awaits
+        `check`. Callers on the hot path try this first: no coroutine for the common case."""
+        if per_minute <= 0:
+            return True
+        counters = self._in_process
+        if counters is None:
+            if gateway_settings.rate_limit_storage_uri not in IN_PROCESS_URIS:
+                return False
+            counters = self._in_process = SlidingWindowCounters()
+        retry_in = counters.hit(identity, per_minute)
+        if retry_in is not None:
+            raise RateLimited(max(1, math.ceil(retry_in)))
+        return True
+
     async def check(self, identity: str, per_minute: int) -> None:
         """Count one request for `identity`; raise RateLimited when its budget is spent."""
-        if per_minute <= 0:
-            return
-        if self._in_process is None and gateway_settings.rate_limit_storage_uri in IN_PROCESS_URIS:
-            self._in_process = SlidingWindowCounters()
-        if self._in_process is not None:
-            retry_in = self._in_process.hit(identity, per_minute)
-            if retry_in is not None:
-                raise RateLimited(max(1, math.ceil(retry_in)))
-            return
-        await self._check_shared(identity, per_minute)
+        if not self.check_nowait(identity, per_minute):
+            await self._check_shared(identity, per_minute)
 
     async def _check_shared(self, identity: str, per_minute: int) -> None:
         if time.monotonic() < self._storage_down_until:

@@ -80,8 +80,9 @@ async def chat_handle(
     if tenant is not None:
         if not tenant.spec.enabled:
             raise EmpresaDisabledError(id_empresa)
-        if tenant.spec.requests_per_minute:
-            await rate_limiter.check(f"empresa:{id_empresa}", tenant.spec.requests_per_minute)
+        per_minute = tenant.spec.requests_per_minute
+        if per_minute and not rate_limiter.check_nowait(tenant.rate_identity, per_minute):
+            await rate_limiter.check(tenant.rate_identity, per_minute)
     runtime = route(payload.config.modalidad, tenant)
     key = runtime.key
     ctx.agent = key

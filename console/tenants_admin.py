@@ -56,8 +56,8 @@ class TenantAdmin(RecordedChanges, admin.ModelAdmin):
     @admin.display(description="in flight")
     def inflight_column(self, tenant: Tenant) -> str:
         view = _fleet.get(tenant.id_empresa)
-        if view is None:
-            return "–"
+        if view is None:  # idle in every worker (workers publish only active empresas)
+            return "0"
         return f"{view.inflight} / {view.limit}" if view.limit is not None else str(view.inflight)
 
     @admin.display(description="last 5 min")

@@ -81,6 +81,11 @@ def tenant_activity_totals(id_empresa: int) -> tuple[int, int]:
     return window.totals() if window is not None else (0, 0)
 
 
+def tenants_recorded() -> list[int]:
+    """The empresas with an activity window (those that had an answer since start-up)."""
+    return list(_tenant_windows)
+
+
 def activity_clear() -> None:
     """Forget everything (tests)."""
     _windows.clear()

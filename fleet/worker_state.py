@@ -22,7 +22,12 @@ from django.utils import timezone
 
 from agents.models import BreakerReset, WorkerStatus
 from agents.selectors import COMMANDS_VERSION
-from fleet.activity import activity_series, activity_totals, tenant_activity_totals
+from fleet.activity import (
+    activity_series,
+    activity_totals,
+    tenant_activity_totals,
+    tenants_recorded,
+)
 from fleet.series import HourView, series_merge
 from runtime import AgentRegistry
 
@@ -49,9 +54,21 @@ def worker_state_collect(target: AgentRegistry) -> dict[str, Any]:
         }
     snapshot = target.snapshot
     tenants = {}
-    for id_empresa, tenant in snapshot.tenants.items():
+    # Only the empresas with something to report: calls in flight, or answers in the window
+    # (a reader takes a missing one as idle). With 1,000 tenant rows, most are idle at any time.
+    inflight_by: dict[int, int] = {}
+    for runtime in snapshot.agents.values():
+        for holder, held in runtime.limiter.holders():
+            if isinstance(holder, int):  # an id_empresa (None: a request naming none)
+                inflight_by[holder] = inflight_by.get(holder, 0) + held
+    for id_empresa in sorted({*inflight_by, *tenants_recorded()}):
+        tenant = snapshot.tenants.get(id_empresa)
+        if tenant is None:
+            continue
         requests, fallbacks = tenant_activity_totals(id_empresa)
-        inflight = sum(r.limiter.held_by(id_empresa) for r in snapshot.agents.values())
+        inflight = inflight_by.get(id_empresa, 0)
+        if not (inflight or requests):
+            continue
         tenants[str(id_empresa)] = {
             "inflight": inflight,
             "limit": tenant.slots.limit if tenant.slots is not None else None,

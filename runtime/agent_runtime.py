@@ -49,3 +49,4 @@ class TenantRuntime:
     routes: Mapping[str, AgentRuntime]
     slots: ConcurrencyLimiter | None  # None: no max_concurrency of its own
     agent_slots: Mapping[str, ConcurrencyLimiter]  # agent key -> its cap for this empresa
+    rate_identity: str = ""  # its rate limit's counter: "empresa:<id_empresa>"

@@ -46,6 +46,10 @@ class ConcurrencyLimiter:
     def held_by(self, tenant: Hashable) -> int:
         return self._held.get(tenant, 0)
 
+    def holders(self) -> list[tuple[Hashable, int]]:
+        """(empresa, calls in flight) for each empresa with calls in flight."""
+        return list(self._held.items())
+
     @property
     def waiting(self) -> int:
         return len(self._waiters)

@@ -197,6 +197,7 @@ def _tenant_build(
         routes=MappingProxyType(routes),
         slots=slots,
         agent_slots=MappingProxyType(agent_slots),
+        rate_identity=f"empresa:{spec.id_empresa}",
     )
 
 
