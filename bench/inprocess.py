@@ -2,6 +2,7 @@
 
     python -m bench.inprocess [instant|delay50ms|400|breaker] [--requests N] [--rounds R]
                               [--concurrency C] [--tracing off|all|1%] [--tenants-ab]
+                              [--app gateway|reference]
 
 The gateway runs in this process (one core), the agent stub in another (the other core); each
 round sends N chat requests, C at a time (16 by default), through
@@ -13,7 +14,9 @@ every request or 1 % of them): the CPU counted includes the batch processor's ex
 `--tenants-ab` loads 1,000 tenant rows (the bench's empresa among them, with a cap and a rate
 limit the load never reaches) and takes them out of the registry and back between rounds, in
 A B B A order, in this one process: the cost of the tenant accounting with the machine's drift
-paired away.
+paired away. `--app reference` drives the FastAPI + aiohttp reference proxy
+(bench/fastapi_ref/aiohttp_app.py) the same way, for `instant` and `delay50ms`: the same
+measure of the proxy with no features that `bench.run` compares the gateway with.
 """
 
 import argparse
@@ -159,6 +162,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=CONCURRENCY)
     parser.add_argument("--tracing", choices=list(TRACING), default="off")
     parser.add_argument("--tenants-ab", action="store_true", help="see above; rounds: 4 or more")
+    parser.add_argument("--app", choices=["gateway", "reference"], default="gateway")
     args = parser.parse_args()
     if args.tenants_ab:
         os.environ["BENCH_TENANTS"] = "1000"
@@ -180,7 +184,14 @@ def main() -> None:
         os.sched_setaffinity(0, {int(SERVER_CPU)})
         import uvloop
 
-        from gateway_project.asgi import application  # sets Django up, logging included
+        application: Any
+        if args.app == "reference":
+            os.environ["BENCH_ROUTES"] = ",".join(
+                f"{name}={stub.base}/{name}" for name in ("instant", "delay50ms")
+            )
+            from bench.fastapi_ref.aiohttp_app import app as application
+        else:
+            from gateway_project.asgi import application  # sets Django up, logging included
 
         for handler in logging.getLogger().handlers:  # access lines to a file, not this terminal
             if isinstance(handler, logging.StreamHandler):
@@ -205,8 +216,9 @@ def main() -> None:
             f"{sum(with_) / sum(without):.3f}"
         )
         return
+    app = "" if args.app == "gateway" else ", the FastAPI + aiohttp reference"
     print(
-        f"{args.scenario} @ {build or '?'}, {args.concurrency} at a time{traced}: "
+        f"{args.scenario} @ {build or '?'}{app}, {args.concurrency} at a time{traced}: "
         f"CPU µs per request, "
         f"{args.rounds} rounds of "
         f"{args.requests}: {' '.join(f'{r:.1f}' for r in rounds)}; min {min(rounds):.1f}"
