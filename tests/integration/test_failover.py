@@ -2,6 +2,8 @@
 fails over and what does not, the order of a chain, the request's deadline, no loops, key
 permissions, streaming, and what the metrics count."""
 
+import io
+import json
 import time
 
 import httpx
@@ -297,3 +299,23 @@ def _agents(*keys: str) -> tuple:
     from agents.models import Agent
 
     return tuple(Agent.objects.filter(key__in=keys))
+
+
+class TestShown:
+    async def test_health_lists_the_failover_agents(self, gateway, make_agent, fault_agent):
+        agents(make_agent, fault_agent.url("/ok"), b=fault_agent.url("/ok"),
+               c=fault_agent.url("/ok"))  # fmt: skip
+        chain("a", "c", "b")
+        body = (await gateway.get("/health")).json()
+        assert body["agents"] == {"a": "ok", "b": "ok", "c": "ok"}
+        assert body["failover"] == {"a": ["c", "b"]}
+
+    def test_check_agents_json_lists_them(self, make_agent, fault_agent):
+        from django.core.management import call_command
+
+        agents(make_agent, fault_agent.url("/ok"), b=fault_agent.url("/ok"))
+        chain("a", "b")
+        out = io.StringIO()
+        in_thread(lambda: call_command("check_agents", "--json", stdout=out))
+        rows = {row["key"]: row for row in json.loads(out.getvalue())["agents"]}
+        assert (rows["a"]["failover"], rows["b"]["failover"]) == (["b"], [])
