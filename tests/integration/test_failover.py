@@ -5,6 +5,7 @@ permissions, streaming, and what the metrics count."""
 import io
 import json
 import time
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -12,6 +13,15 @@ import pytest
 from chat import failover
 from tests.conftest import chat_body, in_thread
 from tests.fault_agent import refused_url
+from tests.integration.test_tracing import (
+    add_agent,
+    children,
+    log_lines,
+    server_span,
+    tracing_env,
+)
+from tests.integration.test_tracing import post as traced_post
+from tests.otlp_receiver import OtlpReceiver
 from tests.metrics import sample_or_absent
 
 pytestmark = [pytest.mark.integration]
@@ -319,3 +329,38 @@ class TestShown:
         in_thread(lambda: call_command("check_agents", "--json", stdout=out))
         rows = {row["key"]: row for row in json.loads(out.getvalue())["agents"]}
         assert (rows["a"]["failover"], rows["b"]["failover"]) == (["b"], [])
+
+
+@pytest.fixture
+def otlp() -> Iterator[OtlpReceiver]:
+    receiver = OtlpReceiver().start()
+    yield receiver
+    receiver.stop()
+
+
+def test_a_traced_failover_is_an_event_with_a_client_span_per_agent_and_logged(
+    live_db, gateway_process, fault_agent, otlp
+):
+    add_agent(live_db, "a", fault_agent.url("/status/502"), retries=0)
+    add_agent(live_db, "b", fault_agent.url("/ok"), retries=0)
+    live_db.python(
+        "from agents.models import Agent, FailoverStep\n"
+        "FailoverStep.objects.create(agent=Agent.objects.get(key='a'),"
+        " target=Agent.objects.get(key='b'))"
+    )
+    gateway = gateway_process(env=tracing_env(otlp))
+    answer = traced_post(gateway, "a", "fo-1")
+    assert answer.status_code == 200
+    assert (answer.json()["agent_used"], answer.headers["x-gateway-failover"]) == ("b", "a")
+
+    server = server_span(otlp, "fo-1")
+    assert server.events == [
+        ("gateway.failover", {"gateway.agent": "a", "gateway.failover.to": "b",
+                              "gateway.failover.after": "bad_status"}),
+    ]  # fmt: skip
+    assert (server.attributes["gateway.agent"], server.attributes["gateway.outcome"]) == ("a", "ok")
+    first, second = sorted(children(otlp, server, 2), key=lambda s: s.start_ns)
+    assert (first.name, first.attributes["error.type"]) == ("POST a", "bad_status")
+    assert second.name == "POST b" and "error.type" not in second.attributes
+    (access,) = [line for line in log_lines(gateway, "fo-1") if line["event"] == "request"]
+    assert (access["agent"], access["failover"], access["outcome"]) == ("a", "b", "ok")
