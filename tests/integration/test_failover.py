@@ -21,8 +21,8 @@ from tests.integration.test_tracing import (
     tracing_env,
 )
 from tests.integration.test_tracing import post as traced_post
-from tests.otlp_receiver import OtlpReceiver
 from tests.metrics import sample_or_absent
+from tests.otlp_receiver import OtlpReceiver
 
 pytestmark = [pytest.mark.integration]
 
