@@ -364,3 +364,51 @@ def test_a_traced_failover_is_an_event_with_a_client_span_per_agent_and_logged(
     assert second.name == "POST b" and "error.type" not in second.attributes
     (access,) = [line for line in log_lines(gateway, "fo-1") if line["event"] == "request"]
     assert (access["agent"], access["failover"], access["outcome"]) == ("a", "b", "ok")
+
+
+class TestEmpresaLimits:
+    @staticmethod
+    def limit(agent: str, max_concurrency: int) -> None:
+        from agents.models import Agent, Tenant, TenantAgentLimit
+
+        def create() -> None:
+            tenant, _ = Tenant.objects.get_or_create(id_empresa=1, defaults={"name": "Uno"})
+            TenantAgentLimit.objects.create(
+                tenant=tenant, agent=Agent.objects.get(key=agent), max_concurrency=max_concurrency
+            )
+
+        in_thread(create)
+
+    async def test_a_failover_agent_whose_empresa_cap_is_full_is_skipped(
+        self, gateway, make_agent, fault_agent
+    ):
+        import asyncio
+
+        agents(make_agent, refused_url(), b=fault_agent.url("/slow/1"), c=fault_agent.url("/ok"))
+        chain("a", "b", "c")
+        self.limit("b", 1)
+        skipped = await failovers(gateway, "b", "backpressure")
+        holding = asyncio.create_task(
+            gateway.post(CHAT, json=chat_body(config={"modalidad": "b"}))
+        )  # takes the empresa's one slot on B for 1 s
+        assert await fault_agent.until(lambda a: a.attempts("/slow/1") == 1)
+        response, _ = await post(gateway)
+        answered_by(response, "c")
+        assert (await holding).json()["agent_used"] == "b"
+        assert fault_agent.attempts("/slow/1") == 1
+        assert await failovers(gateway, "b", "backpressure") == skipped + 1
+
+    @pytest.mark.parametrize(
+        ("b_path", "accept"), [("/ok", "application/json"), ("/sse/2/0.01", "text/event-stream")]
+    )
+    async def test_the_slot_a_failover_agent_takes_comes_back(
+        self, gateway, make_agent, fault_agent, b_path, accept
+    ):
+        agents(make_agent, refused_url(), b=fault_agent.url(b_path))
+        chain("a", "b")
+        self.limit("b", 1)
+        for _ in range(3):
+            response, _ = await post(gateway, headers={"Accept": accept})
+            assert response.headers["x-gateway-failover"] == "a"
+            assert response.headers["content-type"] == accept
+        assert fault_agent.attempts(b_path) == 3
