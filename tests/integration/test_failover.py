@@ -285,15 +285,20 @@ class TestStreaming:
         assert response.headers["x-gateway-failover"] == "a"
         assert response.content.count(b"data: token") == 3
 
-    async def test_the_ninja_path_carries_it_too(self, gateway, make_agent, fault_agent):
-        agents(make_agent, refused_url(), b=fault_agent.url("/sse/2/0.05"))
+    @pytest.mark.parametrize("accept", ["text/event-stream", "application/json"])
+    async def test_the_ninja_path_carries_it_too_and_lets_browsers_read_it(
+        self, gateway, make_agent, fault_agent, settings, accept
+    ):
+        settings.CORS_ALLOW_ALL_ORIGINS = True
+        b_path = "/sse/2/0.05" if accept == "text/event-stream" else "/ok"
+        agents(make_agent, refused_url(), b=fault_agent.url(b_path))
         chain("a", "b")
-        response, _ = await post(
-            gateway, headers={"Accept": "text/event-stream", "Origin": "http://n8n.test"}
-        )
-        assert response.headers["content-type"] == "text/event-stream"
+        response, _ = await post(gateway, headers={"Accept": accept, "Origin": "http://n8n.test"})
+        assert response.headers["content-type"] == accept
         assert response.headers["x-gateway-failover"] == "a"
-        assert response.content.count(b"data: token") == 2
+        exposed = response.headers["access-control-expose-headers"].lower()
+        assert "x-gateway-failover" in exposed
+        assert response.headers["access-control-allow-origin"] == "*"
 
 
 def _set(key: str, **fields) -> None:
