@@ -285,6 +285,22 @@ class TestStreaming:
         assert response.headers["x-gateway-failover"] == "a"
         assert response.content.count(b"data: token") == 3
 
+    async def test_a_stream_that_breaks_after_its_first_event_does_not_fail_over(
+        self, gateway, make_agent, fault_agent
+    ):
+        agents(make_agent, fault_agent.url("/sse/2/0.05/reset"), b=fault_agent.url("/ok"))
+        chain("a", "b")
+        response, _ = await post(gateway, headers={"Accept": "text/event-stream"})
+        assert response.headers["content-type"] == "text/event-stream"
+        assert "x-gateway-failover" not in response.headers
+        assert response.content.count(b"data: token") == 2
+        assert response.content.endswith(
+            b'event: error\ndata: {"reply":"'
+            + A_FALLBACK.encode()
+            + b'","reason":"connection"}\n\n'
+        )
+        assert fault_agent.attempts("/ok") == 0
+
     @pytest.mark.parametrize("accept", ["text/event-stream", "application/json"])
     async def test_the_ninja_path_carries_it_too_and_lets_browsers_read_it(
         self, gateway, make_agent, fault_agent, settings, accept
