@@ -2,7 +2,7 @@
 environment), shared by the management commands and the admin.
 
 A document is a list of objects with the model's field names plus `modalidades` (the routing
-names). Import validates every row against the model and against the state the whole import
+names) and, when the agent has any, `failover` (its failover agents' keys, in order). Import validates every row against the model and against the state the whole import
 would leave behind (routing names unique across agents, at most one fallback route) before it
 writes anything, then writes in one transaction. Importing the same document twice changes
 nothing the second time.
@@ -16,9 +16,10 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from agents.models import Agent, RoutingName, normalize_routing_name
+from agents.models import Agent, FailoverStep, RoutingName, normalize_routing_name
 
 ROUTING_NAMES_FIELD = "modalidades"
+FAILOVER_FIELD = "failover"
 EXPORTED_FIELDS = (
     "key",
     "name",
@@ -86,10 +87,12 @@ def _exported(agent: Agent, name: str) -> Any:
 def agents_export() -> list[dict[str, Any]]:
     """Every agent as a JSON-ready object, ordered by key."""
     agents = Agent.objects.prefetch_related("routing_names").order_by("key")
+    failover = _failover_lists()
     return [
         {
             **{name: _exported(agent, name) for name in EXPORTED_FIELDS},
             ROUTING_NAMES_FIELD: sorted(r.name for r in agent.routing_names.all()),
+            **_failover_export(failover.get(agent.key, [])),
         }
         for agent in agents
     ]
@@ -143,6 +146,7 @@ class AgentsPlan:
     rows: "_Plan"
     deleted: list[str]  # keys of agents the import prunes
     keys_after: set[str]  # every agent's key once the import is written
+    failover: dict[str, list[str]] = field(default_factory=dict)  # key -> new list, if changed
 
     @property
     def report(self) -> ImportReport:
@@ -165,10 +169,11 @@ def agents_plan(rows: Any, *, prune: bool = False) -> AgentsPlan:
     if not errors:
         kept = {key: agent for key, agent in existing.items() if key not in deleted}
         errors.extend(_whole_state_errors(plan, kept))
+    keys_after = {agent.key for agent, _, _ in plan} | (set(existing) - set(deleted))
+    failover = _failover_plan(rows, plan, keys_after, errors, prune=prune)
     if errors:
         raise ImportRejected(errors)
-    keys_after = {agent.key for agent, _, _ in plan} | (set(existing) - set(deleted))
-    return AgentsPlan(plan, deleted, keys_after)
+    return AgentsPlan(plan, deleted, keys_after, failover)
 
 
 _Plan = list[tuple[Agent, list[str] | None, list[str]]]
@@ -219,7 +224,7 @@ def _plan(rows: Any) -> tuple[_Plan, dict[str, Agent], list[str]]:
         return [], existing, ["the agents must be a JSON list of agent objects"]
     errors: list[str] = []
     plan: _Plan = []
-    walk = RowWalk("row", "key", {*EXPORTED_FIELDS, ROUTING_NAMES_FIELD}, errors)
+    walk = RowWalk("row", "key", {*EXPORTED_FIELDS, ROUTING_NAMES_FIELD, FAILOVER_FIELD}, errors)
     for where, key, row in walk.rows(rows, lambda key: isinstance(key, str) and bool(key)):
         routing_names, names_error = _routing_names(row)
         if names_error:
@@ -312,6 +317,7 @@ def agents_apply(plan: AgentsPlan) -> None:
         for agent in Agent.objects.filter(key__in=plan.deleted):
             agent.delete()
         _apply(plan.rows)
+        _failover_apply(plan.failover)
 
 
 def _apply(plan: _Plan) -> None:
@@ -328,3 +334,81 @@ def _apply(plan: _Plan) -> None:
                 for name in names:
                     if name not in current:
                         RoutingName.objects.create(agent=agent, name=name)
+
+
+# -- failover agents: `failover`, the keys of an agent's FailoverSteps by position ------------
+
+
+def _failover_lists() -> dict[str, list[str]]:
+    """Every agent's failover agents, in order, by agent key (agents without are left out)."""
+    lists: dict[str, list[str]] = {}
+    steps = FailoverStep.objects.select_related("agent", "target").order_by("position", "id")
+    for step in steps:
+        lists.setdefault(step.agent.key, []).append(step.target.key)
+    return lists
+
+
+def _failover_export(keys: list[str]) -> dict[str, list[str]]:
+    """The row's `failover` field: only when the list is not empty, so rows without failover
+    agents keep the contract's shape."""
+    return {FAILOVER_FIELD: keys} if keys else {}
+
+
+def _failover_plan(
+    rows: Any, plan: _Plan, keys_after: set[str], errors: list[str], *, prune: bool
+) -> dict[str, list[str]]:
+    """The failover lists the import changes, by agent key; errors (a key that is not an agent
+    after the import, the agent itself, a key twice) go to `errors`. A row without `failover`
+    leaves the agent's list alone, unless the import prunes: then it empties it, so a restore
+    matches its document exactly."""
+    if not isinstance(rows, list):
+        return {}
+    planned = {agent.key for agent, _, _ in plan}
+    changed_fields = {agent.key: changed for agent, _, changed in plan}
+    current = _failover_lists()
+    changes: dict[str, list[str]] = {}
+    for index, row in enumerate(rows, start=1):
+        if not isinstance(row, dict) or row.get("key") not in planned:
+            continue
+        key = row["key"]
+        if FAILOVER_FIELD not in row:
+            if not prune:
+                continue
+            wanted: Any = []
+        else:
+            wanted = row[FAILOVER_FIELD]
+        problem = _failover_problem(key, wanted, keys_after)
+        if problem:
+            errors.append(f"row {index} ({key}): {FAILOVER_FIELD}: {problem}")
+            continue
+        if wanted != current.get(key, []):
+            changes[key] = wanted
+            changed_fields[key].append(FAILOVER_FIELD)
+    return changes
+
+
+def _failover_problem(key: str, wanted: Any, keys_after: set[str]) -> str | None:
+    if not isinstance(wanted, list) or not all(isinstance(k, str) for k in wanted):
+        return "must be a list of agent keys"
+    if key in wanted:
+        return "an agent cannot fail over to itself"
+    twice = sorted({k for k in wanted if wanted.count(k) > 1})
+    if twice:
+        return f"names {', '.join(twice)} more than once"
+    unknown = [k for k in wanted if k not in keys_after]
+    if unknown:
+        return f"unknown agent(s) {', '.join(unknown)}"
+    return None
+
+
+def _failover_apply(changes: dict[str, list[str]]) -> None:
+    """Replace the failover lists that changed (after every agent row is written, so a list
+    may name an agent the same import creates)."""
+    if not changes:
+        return
+    agents = Agent.objects.in_bulk([*changes, *(k for keys in changes.values() for k in keys)],
+                                   field_name="key")  # fmt: skip
+    for key, targets in changes.items():
+        FailoverStep.objects.filter(agent=agents[key]).delete()
+        for position, target in enumerate(targets):
+            FailoverStep.objects.create(agent=agents[key], target=agents[target], position=position)

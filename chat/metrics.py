@@ -1,6 +1,6 @@
 """The chat answers' Prometheus series (the contract's sections 3 and 5): requests by agent and
 status, their duration, agents' HTTP statuses and errors, unrouted requests, requests by empresa,
-and streamed replies (time to the first event, duration, events relayed).
+streamed replies (time to the first event, duration, events relayed), and failover agents tried.
 
 Label values are bounded: agent keys come from the registry; a chat answer given before any
 agent was chosen is counted under NONE, one whose modalidad routes nowhere under UNROUTED, never
@@ -62,6 +62,13 @@ stream_duration = Histogram(
 )
 stream_events = Counter(
     "gateway_stream_events_relayed", "Events relayed from agents' streams, by agent.", ["agent"]
+)
+failover_total = Counter(
+    "gateway_failover",
+    "Failover agents tried (or skipped) after the routed agent failed, by the routed agent, the "
+    "failover agent and the outcome: answered, an agent error's reason, forbidden (the key may "
+    "not use it) or no_time (the deadline too close to start it).",
+    ["agent", "to", "outcome"],
 )
 unrouted_total = Counter(
     "gateway_unrouted_requests",

@@ -1,16 +1,27 @@
-"""chat_handle: route the request to its agent, call it, and turn the outcome into a reply (or,
-for a streaming request to an agent that streams, a StreamAnswer: chat/streaming.py).
+"""chat_handle: route the request to its agent, call it (and, when it fails, its failover agents:
+chat/failover.py), and turn the outcome into a reply (or, for a streaming request to an agent
+that streams, a StreamAnswer: chat/streaming.py).
 
 Counting the answer in gateway_requests_total is the ASGI front's job (one place for every chat
 answer, refusals included); this module sets `ctx.agent`, the label it uses.
 """
 
+import asyncio
 import logging
 import time
 
 from access.auth import Principal
 from access.ratelimit import rate_limiter
 from chat import messages, metrics
+from chat.failover import (
+    ANSWERED,
+    FORBIDDEN,
+    MIN_LEFT_S,
+    NO_TIME,
+    failover_agents,
+    failover_count,
+    fails_over,
+)
 from chat.payloads import agent_payload
 from chat.responses import JsonAnswer
 from chat.schemas import ChatIn
@@ -20,6 +31,7 @@ from observability.context import RequestContext
 from runtime import (
     AgentBusyError,
     AgentError,
+    AgentReply,
     AgentRuntime,
     AgentStream,
     ConcurrencyLimiter,
@@ -31,6 +43,7 @@ from runtime import (
 logger = logging.getLogger("gateway.chat")
 
 RETRY_AFTER_BUSY_S = 1
+FAILOVER_HEADER = "X-Gateway-Failover"  # the routed agent's key, when a failover agent answered
 
 
 class UnroutedError(Exception):
@@ -94,7 +107,10 @@ async def chat_handle(
         result = _busy(key, ctx)
     else:
         try:
-            answer = await _call(runtime, payload, ctx=ctx, stream_accept=stream_accept)
+            answer = await _call(
+                runtime, payload, ctx=ctx, stream_accept=stream_accept, principal=principal,
+                tenant=tenant, held=held,
+            )  # fmt: skip
         except BaseException:
             _release(held)
             raise
@@ -156,53 +172,184 @@ def _busy(key: str, ctx: RequestContext) -> JsonAnswer:
 
 
 async def _call(
-    runtime: AgentRuntime, payload: ChatIn, *, ctx: RequestContext, stream_accept: str | None
+    runtime: AgentRuntime,
+    payload: ChatIn,
+    *,
+    ctx: RequestContext,
+    stream_accept: str | None,
+    principal: Principal,
+    tenant: TenantRuntime | None = None,
+    held: list[ConcurrencyLimiter] | None = None,
 ) -> JsonAnswer | StreamAnswer:
-    key = runtime.key
+    """The routed agent's answer; when it fails in a way that fails over (chat/failover.py),
+    the first of its failover agents that answers, else the routed agent's fallback (or 503)."""
     spec = runtime.spec
+    # The request's deadline, for its failover agents (no clock read for an agent without).
+    deadline = asyncio.get_running_loop().time() + spec.timeout_s if spec.failover else 0.0
     try:
-        reply = await agent_call(
-            runtime,
-            agent_payload(payload, spec.payload_format),
-            request_id=ctx.request_id,
-            tenant=payload.id_empresa,
-            extra_headers=ctx.trace_headers,
-            before_send=ctx.before_agent_call,
-            trace=ctx.trace,
-            stream_accept=stream_accept,
-        )
-    except AgentBusyError:
-        return _busy(key, ctx)
+        reply = await _agent_reply(runtime, payload, ctx, stream_accept)
     except AgentError as exc:
-        ctx.outcome = exc.reason
-        if ctx.trace is not None and exc.reason == "circuit_open":
-            ctx.trace.event(
-                "gateway.breaker_rejected",
-                {"gateway.agent": key, "gateway.breaker_state": runtime.breaker.state},
-            )
-        metrics.agent_error(key, exc)
-        logger.debug(
-            "agent call failed",
-            extra={"event": "agent_call", "agent": key, "reason": exc.reason, "error": str(exc)},
+        failed = _failed(runtime, exc, payload, ctx)
+        if spec.failover and fails_over(exc, routed=True):
+            answer = await _failover(
+                runtime, exc, payload, ctx=ctx, stream_accept=stream_accept, deadline=deadline,
+                principal=principal, tenant=tenant, held=held if held is not None else [],
+            )  # fmt: skip
+            if answer is not None:
+                return answer
+        return failed
+    return _answered(runtime, reply, payload, ctx, fallback_reply=spec.fallback_reply)
+
+
+async def _agent_reply(
+    runtime: AgentRuntime,
+    payload: ChatIn,
+    ctx: RequestContext,
+    stream_accept: str | None,
+    deadline: float | None = None,
+) -> AgentReply | AgentStream:
+    return await agent_call(
+        runtime,
+        agent_payload(payload, runtime.spec.payload_format),
+        request_id=ctx.request_id,
+        tenant=payload.id_empresa,
+        extra_headers=ctx.trace_headers,
+        before_send=ctx.before_agent_call,
+        trace=ctx.trace,
+        stream_accept=stream_accept,
+        deadline=deadline,
+    )
+
+
+def _failed(
+    runtime: AgentRuntime, exc: AgentError, payload: ChatIn, ctx: RequestContext
+) -> JsonAnswer:
+    """The routed agent's failure, counted, as its answer: 503 when it is busy, else its
+    fallback text."""
+    key = runtime.key
+    if isinstance(exc, AgentBusyError):
+        return _busy(key, ctx)
+    ctx.outcome = exc.reason
+    if ctx.trace is not None and exc.reason == "circuit_open":
+        ctx.trace.event(
+            "gateway.breaker_rejected",
+            {"gateway.agent": key, "gateway.breaker_state": runtime.breaker.state},
         )
-        return _reply(spec.fallback_reply, payload, key, None, fallback=exc.reason)
+    metrics.agent_error(key, exc)
+    logger.debug(
+        "agent call failed",
+        extra={"event": "agent_call", "agent": key, "reason": exc.reason, "error": str(exc)},
+    )
+    return _reply(runtime.spec.fallback_reply, payload, key, None, fallback=exc.reason)
+
+
+async def _failover(
+    routed: AgentRuntime,
+    error: AgentError,
+    payload: ChatIn,
+    *,
+    ctx: RequestContext,
+    stream_accept: str | None,
+    deadline: float,
+    principal: Principal,
+    tenant: TenantRuntime | None,
+    held: list[ConcurrencyLimiter],
+) -> JsonAnswer | StreamAnswer | None:
+    """The answer of the first failover agent that answers within `deadline` (loop time), or
+    None. A streamed answer's empresa slot on its agent joins `held`."""
+    loop = asyncio.get_running_loop()
+    first = routed.key
+    for target in failover_agents(routed, registry.snapshot.agents):
+        to = target.key
+        if not principal.may_use(to):
+            failover_count(first, to, FORBIDDEN)
+            continue
+        if deadline - loop.time() < MIN_LEFT_S:
+            failover_count(first, to, NO_TIME)
+            break
+        slots = tenant.agent_slots.get(to) if tenant is not None else None
+        if slots is not None and not slots.try_acquire():
+            failover_count(first, to, "backpressure")
+            continue
+        if ctx.trace is not None:
+            ctx.trace.event(
+                "gateway.failover",
+                {"gateway.agent": first, "gateway.failover.to": to,
+                 "gateway.failover.after": error.reason},
+            )  # fmt: skip
+        try:
+            reply = await _agent_reply(target, payload, ctx, stream_accept, deadline)
+        except AgentError as exc:
+            if slots is not None:
+                slots.release()
+            failover_count(first, to, exc.reason)
+            metrics.agent_error(to, exc)
+            logger.debug(
+                "failover agent failed",
+                extra={"event": "agent_call", "agent": to, "reason": exc.reason,
+                       "error": str(exc), "failover_for": first},
+            )  # fmt: skip
+            if not fails_over(exc, routed=False):
+                return None
+            error = exc
+            continue
+        except BaseException:
+            if slots is not None:
+                slots.release()
+            raise
+        failover_count(first, to, ANSWERED)
+        ctx.failover = to
+        answer = _answered(
+            target, reply, payload, ctx, fallback_reply=routed.spec.fallback_reply,
+            failover_from=first,
+        )  # fmt: skip
+        if slots is not None:
+            if isinstance(answer, StreamAnswer):
+                held.append(slots)  # given back when the stream closes
+            else:
+                slots.release()
+        return answer
+    return None
+
+
+def _answered(
+    runtime: AgentRuntime,
+    reply: AgentReply | AgentStream,
+    payload: ChatIn,
+    ctx: RequestContext,
+    *,
+    fallback_reply: str,
+    failover_from: str | None = None,
+) -> JsonAnswer | StreamAnswer:
+    """An agent's reply as the answer; `failover_from`: the routed agent, when a failover
+    agent answered (the X-Gateway-Failover header)."""
+    key = runtime.key
+    headers = {FAILOVER_HEADER: failover_from} if failover_from is not None else None
     metrics.series(metrics.upstream_status, key, "200").inc()
     if isinstance(reply, AgentStream):
         ctx.outcome = "ok"
-        return StreamAnswer(reply, key=key, fallback_reply=spec.fallback_reply, ctx=ctx)
+        return StreamAnswer(reply, key=key, fallback_reply=fallback_reply, ctx=ctx, headers=headers)
     if not reply.reply.strip():
         ctx.outcome = "empty_reply"
         metrics.series(metrics.agent_errors, key, "empty_reply").inc()
-        return _reply(messages.EMPTY_REPLY, payload, key, None, fallback="empty_reply")
+        return _reply(
+            messages.EMPTY_REPLY, payload, key, None, fallback="empty_reply", headers=headers
+        )
     ctx.outcome = "ok"
     logger.debug("agent call ok", extra={"event": "agent_call", "agent": key})
-    return _reply(reply.reply, payload, key, reply.url)
+    return _reply(reply.reply, payload, key, reply.url, headers=headers)
 
 
 def _reply(
-    text: str, payload: ChatIn, key: str, url: str | None, *, fallback: str | None = None
+    text: str,
+    payload: ChatIn,
+    key: str,
+    url: str | None,
+    *,
+    fallback: str | None = None,
+    headers: dict[str, str] | None = None,
 ) -> JsonAnswer:
     body = {"reply": text, "session_id": payload.session_id, "agent_used": key, "url": url}
-    return JsonAnswer(
-        status=200, body=body, headers={"X-Gateway-Fallback": fallback} if fallback else {}
-    )
+    if fallback:
+        headers = {**(headers or {}), "X-Gateway-Fallback": fallback}
+    return JsonAnswer(status=200, body=body, headers=headers or {})

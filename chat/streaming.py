@@ -57,9 +57,20 @@ class StreamAnswer:
     event last); `close` gives back what its stream holds and records it, once."""
 
     def __init__(
-        self, stream: AgentStream, *, key: str, fallback_reply: str, ctx: RequestContext
+        self,
+        stream: AgentStream,
+        *,
+        key: str,
+        fallback_reply: str,
+        ctx: RequestContext,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
+        """`headers`: the answer's own (X-Gateway-Failover), sent after the entry point's."""
         self._stream = stream
+        self._headers = tuple(
+            (name.encode("latin1"), value.encode("latin1"))
+            for name, value in (headers or {}).items()
+        )
         self._key = key
         self._fallback_reply = fallback_reply
         self._ctx = ctx
@@ -108,7 +119,9 @@ class StreamAnswer:
         A caller too slow to take the events (its socket full, so `send` waits) cannot hold the
         agent's stream past `stream_max_s` either: the response is then left unfinished, and
         uvicorn closes its connection."""
-        await send({"type": "http.response.start", "status": 200, "headers": list(headers)})
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [*headers, *self._headers]}
+        )
         try:
             async with asyncio.timeout_at(self._stream.ends_at + SEND_GRACE_S):
                 async for event in self:

@@ -12,7 +12,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.text import capfirst
 
-from agents.models import Agent, RoutingName, normalize_routing_name
+from agents.models import Agent, FailoverStep, RoutingName, normalize_routing_name
 from agents.services import agent_set_enabled, breaker_reset_request
 from agents.transfer import ROUTING_NAMES_FIELD, ImportRejected, agents_export, agents_import
 from console.agent_charts import AgentChartsMixin
@@ -54,6 +54,32 @@ class RoutingNameInline(admin.TabularInline):
     fields = ["name"]
 
 
+class FailoverStepFormSet(forms.BaseInlineFormSet):
+    """An agent's failover agents: never itself (reported on the row, before the database's
+    check would refuse the save); an agent twice is the formset's own duplicate error."""
+
+    def clean(self) -> None:
+        super().clean()
+        for form in self.forms:
+            if not hasattr(form, "cleaned_data") or form.cleaned_data.get("DELETE"):
+                continue
+            target = form.cleaned_data.get("target")
+            if target is not None and target.pk == self.instance.pk:
+                form.add_error("target", "An agent cannot fail over to itself.")
+
+
+class FailoverStepInline(admin.TabularInline):
+    """Tried in order (lowest position first) when the agent fails: breaker open, disabled,
+    busy, a connection failure or a 5xx (README, "Failover agents")."""
+
+    model = FailoverStep
+    fk_name = "agent"
+    formset = FailoverStepFormSet
+    extra = 0
+    fields = ["target", "position"]
+    ordering = ["position", "id"]
+
+
 @admin.register(Agent)
 class AgentAdmin(RecordedChanges, AgentChartsMixin, admin.ModelAdmin):
     list_display = [
@@ -71,7 +97,7 @@ class AgentAdmin(RecordedChanges, AgentChartsMixin, admin.ModelAdmin):
     list_editable = ["enabled"]
     list_filter = ["enabled", "payload_format", "is_fallback_route"]
     search_fields = ["key", "name", "url", "routing_names__name"]
-    inlines = [RoutingNameInline]
+    inlines = [RoutingNameInline, FailoverStepInline]
     version_kind = "agent"
     actions = [
         "check_health",

@@ -174,6 +174,7 @@ def _log_access(ctx: RequestContext) -> None:
             "id_empresa": ctx.id_empresa,
             "duration_ms": round((time.perf_counter() - ctx.started) * 1000, 2),
             "outcome": outcome,
+            "failover": ctx.failover,
             "message_preview": ctx.message_preview,
         },
     )

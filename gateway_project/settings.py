@@ -177,7 +177,7 @@ CORS_ALLOW_CREDENTIALS = (not CORS_ALLOW_ALL_ORIGINS) and env.bool(
     "CORS_ALLOW_CREDENTIALS", default=False
 )
 CORS_ALLOW_HEADERS = ["content-type", "accept", "x-request-id", "x-api-key", "authorization"]
-CORS_EXPOSE_HEADERS = ["X-Request-ID", "X-Gateway-Fallback", "Retry-After"]
+CORS_EXPOSE_HEADERS = ["X-Request-ID", "X-Gateway-Fallback", "X-Gateway-Failover", "Retry-After"]
 CORS_ALLOW_METHODS = ["GET", "POST", "OPTIONS"]
 
 # --- The gateway itself (typed view: gateway_project.conf.gateway_settings) ---
@@ -189,7 +189,9 @@ GATEWAY_API_KEYS = [k for k in env.list("GATEWAY_API_KEY", default=[]) if k]
 GATEWAY_AUTH = env.str("GATEWAY_AUTH", default="auto").strip().lower()
 # Keys for the secrets in the configuration (agents' header values, TLS client keys): the first
 # encrypts, every one decrypts (agents/secrets.py). Unset: one derived from SECRET_KEY.
-GATEWAY_SECRETS_KEYS = [k.strip() for k in env.list("GATEWAY_SECRETS_KEYS", default=[]) if k.strip()]
+GATEWAY_SECRETS_KEYS = [
+    k.strip() for k in env.list("GATEWAY_SECRETS_KEYS", default=[]) if k.strip()
+]
 if GATEWAY_AUTH not in ("auto", "on", "off"):
     raise ImproperlyConfigured(f"GATEWAY_AUTH must be auto, on or off, not {GATEWAY_AUTH!r}.")
 AGENT_TIMEOUT = env.float("AGENT_TIMEOUT", default=25.0)

@@ -60,14 +60,15 @@ async def health_full(request: HttpRequest) -> HttpResponse:
         [r.spec for r in runtimes], _breaker_states(runtimes), _probe_round
     )
     healthy = all(h.healthy for h in results.values())
-    return json_response(
-        200 if healthy else 503,
-        {
-            "status": "ok" if healthy else "degraded",
-            "service": "gateway",
-            "agents": {key: h.status for key, h in results.items()},
-        },
-    )
+    body: dict[str, Any] = {
+        "status": "ok" if healthy else "degraded",
+        "service": "gateway",
+        "agents": {key: h.status for key, h in results.items()},
+    }
+    failover = {r.key: list(r.spec.failover) for r in runtimes if r.spec.failover}
+    if failover:  # agent key -> its failover agents, in order (only agents that have some)
+        body["failover"] = failover
+    return json_response(200 if healthy else 503, body)
 
 
 async def _probe_round(

@@ -66,6 +66,8 @@ class RequestContext:
     # The recorded server span (tracing on and the request sampled; observability/tracing.py).
     trace: RequestTrace | None = None
     outcome: str | None = None
+    # The failover agent that answered in place of `agent` (chat/failover.py), if one did.
+    failover: str | None = None
     message_preview: str | None = None
     # Called when the agent call is let through (runtime.calls.agent_call's `before_send`): the
     # chat fast lane starts watching for the caller's disconnect there, so answers that need no

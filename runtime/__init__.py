@@ -7,7 +7,7 @@ Other rooms use these names only; the modules behind them are the runtime's own.
 from runtime.agent_runtime import AgentRuntime, TenantRuntime
 from runtime.breaker import OPEN, STATE_VALUES
 from runtime.calls import agent_call
-from runtime.client import AgentClient
+from runtime.client import AgentClient, AgentReply
 from runtime.drain_budget import drain_problems
 from runtime.draining import draining
 from runtime.errors import AgentBadStatusError, AgentBusyError, AgentError
@@ -25,6 +25,7 @@ __all__ = [
     "AgentClient",
     "AgentError",
     "AgentRegistry",
+    "AgentReply",
     "AgentRuntime",
     "AgentSpec",
     "AgentStream",

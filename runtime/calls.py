@@ -42,6 +42,7 @@ async def agent_call(
     before_send: Callable[[], None] | None = None,
     trace: RequestTrace | None = None,
     stream_accept: str | None = None,
+    deadline: float | None = None,
 ) -> AgentReply | AgentStream:
     """`tenant` (the empresa) is who the call's concurrency slot counts for
     (runtime/limiter.py); `extra_headers` go on every attempt (the caller's trace context);
@@ -51,11 +52,16 @@ async def agent_call(
 
     `stream_accept`: the caller's Accept on a streaming request. An agent that streams gives an
     AgentStream whose first event arrived within the deadline; it holds the call's slot, breaker
-    permit and a lease on the client until it is closed, which settles the breaker."""
+    permit and a lease on the client until it is closed, which settles the breaker.
+
+    `deadline` (loop time): an earlier end than `timeout_s` from now (a failover agent's call
+    ends with the request's deadline: chat/failover.py)."""
     spec = runtime.spec
     if not spec.enabled:
         raise AgentDisabledError(spec.key)
-    deadline = asyncio.get_running_loop().time() + spec.timeout_s
+    started = asyncio.get_running_loop().time()
+    own = started + spec.timeout_s
+    deadline = own if deadline is None or deadline > own else deadline
     limiter, breaker = runtime.limiter, runtime.breaker
     permit = breaker.acquire()
     if not limiter.try_acquire(tenant):
@@ -77,8 +83,8 @@ async def agent_call(
             before_send()
         with runtime.client.lease():
             reply = await _attempts(
-                runtime, body, request_id=request_id, deadline=deadline, extra=extra_headers,
-                trace=trace, stream_accept=stream_accept,
+                runtime, body, request_id=request_id, started=started, deadline=deadline,
+                extra=extra_headers, trace=trace, stream_accept=stream_accept,
             )  # fmt: skip
             if isinstance(reply, AgentStream):
                 reply.hold(runtime, permit, tenant)
@@ -108,6 +114,7 @@ async def _attempts(
     body: bytes,
     *,
     request_id: str,
+    started: float,
     deadline: float,
     extra: tuple[tuple[str, str], ...] = (),
     trace: RequestTrace | None = None,
@@ -115,8 +122,8 @@ async def _attempts(
 ) -> AgentReply | AgentStream:
     """Attempt n (1 for the first) goes out as `X-Gateway-Attempt: n`, counting attempts that
     never reached the agent; every attempt carries the request id as its `Idempotency-Key`.
-    `deadline` (loop time) is the call's: `timeout_s` from its start, any wait for a slot
-    included; an event stream's first event must arrive within it too."""
+    `deadline` (loop time) is the call's: `timeout_s` from its start (`started`) or earlier,
+    any wait for a slot included; an event stream's first event must arrive within it too."""
     spec = runtime.spec
     client = runtime.client
     last = spec.retries + 1
@@ -130,16 +137,15 @@ async def _attempts(
                             stream_accept=stream_accept,
                         )  # fmt: skip
                         if isinstance(answer, aiohttp.ClientResponse):
-                            return await stream_first_event(
-                                runtime, answer, started=deadline - spec.timeout_s
-                            )
+                            return await stream_first_event(runtime, answer, started=started)
                         return answer
                 except RetryableConnectionError as exc:
                     if attempt == last or not _may_retry(spec, exc):
                         raise
                     await asyncio.sleep(random.uniform(*RETRY_BACKOFF_S))
     except TimeoutError as exc:
-        raise AgentTimeoutError(f"no answer within {spec.timeout_s:g}s") from exc
+        limit = min(spec.timeout_s, deadline - started)
+        raise AgentTimeoutError(f"no answer within {limit:.3g}s") from exc
     raise AssertionError("unreachable")  # pragma: no cover
 
 

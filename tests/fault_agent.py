@@ -5,7 +5,8 @@ Each request's path picks a behaviour, so one server serves every fault at once:
     /ok               200 {"reply": "echo: <message>", "url": null}
     /ok_url           200 with "url": "https://example.test/x"
     /empty            200 {"reply": ""}
-    /status/<code>    that HTTP status, tiny JSON body
+    /status/<code>[/<s>]
+                      that HTTP status, tiny JSON body (after <s> seconds)
     /garbage          200 with a body that is not JSON
     /noreply          200 {"foo": 1} (valid JSON, no string reply)
     /huge             200 with a 20 MB body (Content-Length announced)
@@ -241,6 +242,8 @@ class FaultAgent:
         if name == "noreply":
             return await self._send_json(writer, 200, {"foo": 1})
         if name == "status":
+            if len(parts) > 2:
+                await asyncio.sleep(float(parts[2]))
             return await self._send_json(writer, int(parts[1]), {"error": "boom"})
         if name == "garbage":
             return await self._send_raw(writer, 200, b"<html>not json</html>")

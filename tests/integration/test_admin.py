@@ -50,8 +50,32 @@ def agent_form(agent: Agent, **overrides: Any) -> dict[str, Any]:
         data[f"routing_names-{index}-name"] = routing_name.name
     data[f"routing_names-{len(names)}-agent"] = agent.pk
     data[f"routing_names-{len(names)}-name"] = ""
+    data.update(failover_form(agent))
     data.update(overrides)
     return {k: v for k, v in data.items() if v != "" or k.endswith("-name")}
+
+
+def failover_form(agent: Agent, *targets: Agent) -> dict[str, Any]:
+    """The failover agents inline as posted: the agent's steps, or `targets` in that order."""
+    steps = list(agent.failover_steps.all())
+    data: dict[str, Any] = {
+        "failover_steps-TOTAL_FORMS": len(targets) if targets else len(steps),
+        "failover_steps-INITIAL_FORMS": 0 if targets else len(steps),
+        "failover_steps-MIN_NUM_FORMS": 0,
+        "failover_steps-MAX_NUM_FORMS": 1000,
+    }
+    rows = (
+        [(None, t.pk, i) for i, t in enumerate(targets)]
+        if targets
+        else [(step.pk, step.target_id, step.position) for step in steps]
+    )
+    for index, (pk, target, position) in enumerate(rows):
+        if pk is not None:
+            data[f"failover_steps-{index}-id"] = pk
+        data[f"failover_steps-{index}-agent"] = agent.pk
+        data[f"failover_steps-{index}-target"] = target
+        data[f"failover_steps-{index}-position"] = position
+    return data
 
 
 def version() -> int:
@@ -157,6 +181,38 @@ def test_a_second_fallback_route_is_refused_with_a_clear_message(admin: Client) 
     )
     assert response.status_code == 200
     assert "Another agent is already the fallback route" in response.content.decode()
+
+
+def test_failover_agents_are_edited_inline_in_order(admin: Client) -> None:
+    cita, venta, reserva = (Agent.objects.get(key=k) for k in ("cita", "venta", "reserva"))
+    page = admin.get(f"{CHANGELIST}{cita.pk}/change/").content.decode()
+    assert "Failover agents (tried in order when this one fails)" in page
+    before = version()
+    form = agent_form(cita)
+    form.update(failover_form(cita, reserva, venta))
+    response = admin.post(f"{CHANGELIST}{cita.pk}/change/", form)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert [s.target.key for s in cita.failover_steps.all()] == ["reserva", "venta"]
+    assert version() > before
+
+
+@pytest.mark.parametrize(
+    ("targets", "message"),
+    [(("cita",), "An agent cannot fail over to itself."),
+     (("venta", "venta"), "Please correct the duplicate data for target.")],
+)  # fmt: skip
+def test_a_failover_list_naming_itself_or_an_agent_twice_is_refused(
+    admin: Client, targets: tuple[str, ...], message: str
+) -> None:
+    cita = Agent.objects.get(key="cita")
+    before = version()
+    form = agent_form(cita)
+    form.update(failover_form(cita, *(Agent.objects.get(key=k) for k in targets)))
+    response = admin.post(f"{CHANGELIST}{cita.pk}/change/", form)
+    assert response.status_code == 200
+    assert message in response.content.decode()
+    assert not cita.failover_steps.exists()
+    assert version() == before
 
 
 def test_admin_login_locks_out_password_guessing(client: Client, django_user_model) -> None:

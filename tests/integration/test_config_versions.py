@@ -19,7 +19,7 @@ from django.test import Client
 
 from access.models import ApiKey
 from access.services import api_key_create
-from agents.models import Agent, RoutingName, Tenant, TenantAgentLimit, TenantRoute
+from agents.models import Agent, FailoverStep, RoutingName, Tenant, TenantAgentLimit, TenantRoute
 from tests.conftest import in_thread
 from tests.integration.test_admin import agent_form
 from tests.integration.test_security import post
@@ -80,11 +80,13 @@ def change_of(version: Version, kind: str, label: str) -> dict[str, Any]:
 
 def populate() -> list[str]:
     """A configuration with every kind of row: tenants with routes and agent limits, keys with
-    agents, empresas and an expiry."""
+    agents, empresas and an expiry, agents failing over to each other."""
     cita, venta = Agent.objects.get(key="cita"), Agent.objects.get(key="venta")
     acme = Tenant.objects.create(id_empresa=7, name="Acme", max_concurrency=5)
     TenantRoute.objects.create(tenant=acme, name="Ventas", agent=cita)
     TenantAgentLimit.objects.create(tenant=acme, agent=venta, max_concurrency=2)
+    FailoverStep.objects.create(agent=cita, target=venta)
+    FailoverStep.objects.create(agent=venta, target=cita)
     Tenant.objects.create(id_empresa=8, name="Beta", enabled=False, requests_per_minute=60)
     key, plain = api_key_create(name="n8n", empresas=[7, 8], requests_per_minute=600)
     key.allowed_agents.set([cita, venta])
@@ -101,6 +103,9 @@ class TestBackupAndRestore:
         assert [t["id_empresa"] for t in document["tenants"]] == [7, 8]
         assert document["tenants"][0]["routes"] == {"ventas": "cita"}
         assert document["tenants"][0]["agent_limits"] == {"venta": 2}
+        failover = {a["key"]: a.get("failover") for a in document["agents"]}
+        assert failover == {"cita": ["venta"], "citas_ventas": None, "reserva": None,
+                            "venta": ["cita"]}  # fmt: skip
         keys = {k["name"]: k for k in document["api_keys"]}
         assert keys["n8n"]["agents"] == ["cita", "venta"] and keys["n8n"]["empresas"] == [7, 8]
         assert keys["ops"]["expires_at"] == "2031-01-02T03:04:05+00:00"

@@ -70,7 +70,9 @@ class Command(BaseCommand):
 
     def _agents(self, keys: list[str] | None) -> list[Agent]:
         try:
-            queryset = Agent.objects.prefetch_related("routing_names").order_by("key")
+            queryset = Agent.objects.prefetch_related(
+                "routing_names", "failover_steps__target"
+            ).order_by("key")
             agents = list(queryset.filter(key__in=keys) if keys else queryset)
         except DatabaseError as exc:
             raise CommandError(f"database unreachable: {exc}", returncode=EXIT_CONFIG) from exc
@@ -91,6 +93,7 @@ class Command(BaseCommand):
             "latency_ms": health.latency_ms,
             "detail": health.detail,
             "routing_names": sorted(r.name for r in agent.routing_names.all()),
+            "failover": [step.target.key for step in agent.failover_steps.all()],
         }
         healthy = health.healthy
         if chat is not None:
