@@ -189,7 +189,9 @@ GATEWAY_API_KEYS = [k for k in env.list("GATEWAY_API_KEY", default=[]) if k]
 GATEWAY_AUTH = env.str("GATEWAY_AUTH", default="auto").strip().lower()
 # Keys for the secrets in the configuration (agents' header values, TLS client keys): the first
 # encrypts, every one decrypts (agents/secrets.py). Unset: one derived from SECRET_KEY.
-GATEWAY_SECRETS_KEYS = [k.strip() for k in env.list("GATEWAY_SECRETS_KEYS", default=[]) if k.strip()]
+GATEWAY_SECRETS_KEYS = [
+    k.strip() for k in env.list("GATEWAY_SECRETS_KEYS", default=[]) if k.strip()
+]
 if GATEWAY_AUTH not in ("auto", "on", "off"):
     raise ImproperlyConfigured(f"GATEWAY_AUTH must be auto, on or off, not {GATEWAY_AUTH!r}.")
 AGENT_TIMEOUT = env.float("AGENT_TIMEOUT", default=25.0)
