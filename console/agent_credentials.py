@@ -145,7 +145,7 @@ class AgentCredentialsAdmin:
     @admin.display(description="TLS")
     def tls_column(self, agent: Agent) -> SafeString | str:
         if not agent.tls_verify:
-            return format_html('<strong style="color:#ba2121">⚠ verification off</strong>')
+            return format_html('<strong style="color:#ba2121">{}</strong>', "⚠ verification off")
         parts = [
             label
             for label, on in (

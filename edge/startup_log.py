@@ -43,6 +43,14 @@ def log_startup() -> None:
             "unreadable. Set GATEWAY_SECRETS_KEYS (README, rotating the secrets key).",
             extra={"event": "secrets_key_derived"},
         )
+    unverified = sorted(r.key for r in snapshot.agents.values() if not r.spec.tls.verify)
+    if unverified:
+        logger.warning(
+            "TLS verification is off for agents %s: anyone on the path can read and change "
+            "their traffic",
+            ", ".join(unverified),
+            extra={"event": "tls_verify_off", "agents_tls_unverified": unverified},
+        )
     unreadable = {
         r.key: list(r.spec.secrets_unreadable)
         for r in snapshot.agents.values()

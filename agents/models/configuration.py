@@ -319,7 +319,8 @@ class Agent(models.Model):
             _tls_error(excluded, "tls_client_key", f"TLS client key: {exc}")
         except TlsConfigError as exc:
             name = "tls_ca_bundle" if "CA bundle" in str(exc) else "tls_client_cert"
-            _tls_error(excluded, name, str(exc).capitalize() + ".")
+            message = str(exc)
+            _tls_error(excluded, name, f"{message[:1].upper()}{message[1:]}.")
 
     @property
     def effective_health_url(self) -> str:
