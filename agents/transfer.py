@@ -332,7 +332,13 @@ def _headers_plan(agent: Agent, raw: Any, result: _Credentials) -> dict[str, str
         return None
     current = {h.name: h.value for h in agent.headers.all()} if agent.pk else {}
     headers: dict[str, str] = {}
+    lowered = [str(name).lower() for name in raw]
     for name, value in raw.items():
+        if lowered.count(str(name).lower()) > 1:
+            result.errors.append(
+                f"{HEADERS_FIELD}: {name}: the same header twice (names ignore case)"
+            )
+            continue
         if not isinstance(value, str) or not value:
             result.errors.append(f"{HEADERS_FIELD}: {name}: the value must be non-empty text")
             continue
@@ -374,8 +380,6 @@ def _secret_stored(value: str, stored: str) -> tuple[str, str]:
         except SecretUnreadable as exc:
             return "", str(exc)
         return (stored if plain == current else given), ""
-    if "\n" in value and "\n" not in value.strip():
-        pass
     return (stored if value == current else secret_encrypt(value)), ""
 
 

@@ -82,9 +82,23 @@ class AgentHeaderForm(forms.ModelForm):
         raise forms.ValidationError("Enter the header's value.")
 
 
+class AgentHeaderFormSet(forms.BaseInlineFormSet):
+    def clean(self) -> None:
+        super().clean()
+        seen: set[str] = set()
+        for form in self.forms:
+            name = (form.cleaned_data or {}).get("name", "") if form.is_valid() else ""
+            if not name or form.cleaned_data.get("DELETE"):
+                continue
+            if name.lower() in seen:
+                raise forms.ValidationError(f"The header {name} appears twice (names ignore case).")
+            seen.add(name.lower())
+
+
 class AgentHeaderInline(admin.TabularInline):
     model = AgentHeader
     form = AgentHeaderForm
+    formset = AgentHeaderFormSet
     extra = 0
     fields = ["name", "value"]
 

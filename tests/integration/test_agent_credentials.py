@@ -349,6 +349,9 @@ def test_admin_header_values_are_write_only(admin_client: Client, cita: Agent) -
     assert secret_decrypt(AgentHeader.objects.get(pk=header.pk).value) == "Bearer other-token-1234"
 
     # A form that comes back with errors does not echo the typed value either.
+    twice = headers_form(cita, [(header.pk, "Authorization", ""), (None, "authorization", "x")])
+    page = admin_client.post(f"{AGENTS}{cita.pk}/change/", twice)
+    assert page.status_code == 200 and "appears twice" in page.content.decode()
     bad = headers_form(cita, [(header.pk, "Authorization", SECRET), (None, "Host", SECRET)])
     page = admin_client.post(f"{AGENTS}{cita.pk}/change/", bad)
     assert page.status_code == 200 and "set by the gateway" in page.content.decode()
@@ -461,6 +464,13 @@ def test_import_names_the_key_an_encrypted_secret_needs(settings: Any, cita: Age
     with pytest.raises(ImportRejected) as rejected:
         agents_import([{"key": "cita", "headers": {"Host": "x"}, "tls_ca_bundle": "nope"}])
     assert "headers: Host: Host is set by the gateway" in rejected.value.errors[0]
+    with pytest.raises(ImportRejected) as rejected:
+        agents_import([{"key": "cita", "headers": {"X-Api-Key": "a-value", "x-api-key": "b"}}])
+    assert "the same header twice" in rejected.value.errors[0]
+    with pytest.raises(ImportRejected) as rejected:
+        agents_import([{"key": "cita", "tls_ca_bundle": "-----BEGIN CERTIFICATE-----\nx\n"}])
+    (error,) = rejected.value.errors
+    assert error.startswith("row 1 (cita): tls_ca_bundle: The CA bundle does not load")
 
 
 def test_versions_diff_and_check_agents_never_show_a_secret(
