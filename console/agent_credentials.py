@@ -1,15 +1,13 @@
 """The agent page's credentials and transport options: secret header values and the TLS client
 key are write-only (encrypted on save, never rendered again; blank on edit keeps the stored
 value), PEM text is checked by loading it (Agent.clean), and TLS verification turned off is
-shown as a warning on the page, in the list and on save."""
+shown as a warning on the page, over the list and on save."""
 
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
 from django.http import HttpRequest
-from django.utils.html import format_html
-from django.utils.safestring import SafeString
 
 from agents.models import Agent, AgentHeader, header_value_validate
 from agents.secrets import MARK, secret_encrypt
@@ -141,8 +139,8 @@ class AgentCredentialsForm(forms.ModelForm):
 
 
 class AgentCredentialsAdmin:
-    """Mixed into AgentAdmin: the TLS fieldset (with its warning), the list's TLS column, and
-    the warning on save."""
+    """Mixed into AgentAdmin: the TLS fieldset (with its warning), the list's banner and
+    filter for agents that do not verify TLS, and the warning on save."""
 
     credentials_fieldset = ("Credentials and transport", {"fields": TLS_FIELDS})
 
@@ -156,20 +154,17 @@ class AgentCredentialsAdmin:
             description = f"⚠ {TLS_OFF_WARNING} {description}"
         return name, {**options, "description": description}
 
-    @admin.display(description="TLS")
-    def tls_column(self, agent: Agent) -> SafeString | str:
-        if not agent.tls_verify:
-            return format_html('<strong style="color:#ba2121">{}</strong>', "⚠ verification off")
-        parts = [
-            label
-            for label, on in (
-                ("custom CA", agent.tls_ca_bundle),
-                ("mTLS", agent.tls_client_cert),
-                ("proxy", agent.proxy_url),
+    def tls_warn_on_list(self, request: HttpRequest) -> None:
+        """A banner over the agent list naming the agents that do not verify TLS (a banner,
+        not a column: the list's width is spoken for by the live columns and charts)."""
+        if request.method != "GET":
+            return
+        keys = list(Agent.objects.filter(tls_verify=False).values_list("key", flat=True))
+        if keys:
+            messages.warning(
+                request,
+                f"⚠ TLS verification is off for {', '.join(sorted(keys))}: test agents only.",
             )
-            if on
-        ]
-        return ", ".join(parts) or "–"
 
     def tls_warn_on_save(self, request: HttpRequest, obj: Agent) -> None:
         if not obj.tls_verify:

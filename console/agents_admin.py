@@ -74,7 +74,6 @@ class AgentAdmin(RecordedChanges, AgentChartsMixin, AgentCredentialsAdmin, admin
         "url",
         "enabled",
         "routing_names_list",
-        "tls_column",
         "breaker_column",
         "inflight_column",
         "traffic_column",
@@ -82,7 +81,7 @@ class AgentAdmin(RecordedChanges, AgentChartsMixin, AgentCredentialsAdmin, admin
         "charts_column",
     ]
     list_editable = ["enabled"]
-    list_filter = ["enabled", "payload_format", "is_fallback_route"]
+    list_filter = ["enabled", "payload_format", "is_fallback_route", "tls_verify"]
     search_fields = ["key", "name", "url", "routing_names__name"]
     inlines = [RoutingNameInline, AgentHeaderInline]
     version_kind = "agent"
@@ -136,6 +135,7 @@ class AgentAdmin(RecordedChanges, AgentChartsMixin, AgentCredentialsAdmin, admin
         )
 
     def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        self.tls_warn_on_list(request)
         return _fleet.around_page(
             lambda: super(AgentAdmin, self).changelist_view(request, extra_context)
         )

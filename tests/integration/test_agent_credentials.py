@@ -406,7 +406,8 @@ def test_admin_warns_when_tls_verification_is_off(admin_client: Client, cita: Ag
     assert (
         "TLS verification is OFF" in admin_client.get(f"{AGENTS}{cita.pk}/change/").content.decode()
     )
-    assert "verification off" in admin_client.get(AGENTS).content.decode()
+    listed = admin_client.get(AGENTS).content.decode()
+    assert "TLS verification is off for cita" in listed
 
 
 # -- export, import, diff, check_agents ---------------------------------------------------------
