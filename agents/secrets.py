@@ -22,6 +22,10 @@ from django.conf import settings
 from gateway_project.conf import gateway_settings
 
 MARK = "(secret)"  # what a person sees instead of a value
+CHANGED_MARK = "(secret changed)"  # what a diff shows for a changed secret
+# How an export writes a stored secret: never the plain value, and still restorable by any
+# gateway holding the key named by the fingerprint.
+EXPORT_PREFIX = "encrypted:"
 
 
 class SecretUnreadable(Exception):

@@ -2,7 +2,12 @@
 environment), shared by the management commands and the admin.
 
 A document is a list of objects with the model's field names plus `modalidades` (the routing
-names) and, when the agent has any, `failover` (its failover agents' keys, in order). Import validates every row against the model and against the state the whole import
+names), `headers` (name -> value) and the TLS and egress fields (TRANSPORT_FIELDS), the last
+two only when they differ from the defaults, and `failover` (its failover agents' keys, in
+order) when the agent has any. Secrets (header values, the TLS client key) are exported as
+their encrypted stored form, `encrypted:<key fingerprint>:<token>`, never plain; an import
+takes either that form (readable by a configured key) or a plain value, encrypted on import.
+Import validates every row against the model and against the state the whole import
 would leave behind (routing names unique across agents, at most one fallback route) before it
 writes anything, then writes in one transaction. Importing the same document twice changes
 nothing the second time.
@@ -16,10 +21,22 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from agents.models import Agent, FailoverStep, RoutingName, normalize_routing_name
+from agents.models import (
+    Agent,
+    AgentHeader,
+    FailoverStep,
+    RoutingName,
+    header_value_validate,
+    normalize_routing_name,
+)
+from agents.secrets import EXPORT_PREFIX, SecretUnreadable, secret_decrypt, secret_encrypt
 
 ROUTING_NAMES_FIELD = "modalidades"
 FAILOVER_FIELD = "failover"
+HEADERS_FIELD = "headers"
+# Exported only when not the default, so rows without them (the contract's) round-trip.
+TRANSPORT_FIELDS = ("tls_verify", "tls_ca_bundle", "tls_client_cert", "tls_client_key", "proxy_url")
+SECRET_FIELDS = frozenset({"tls_client_key"})
 EXPORTED_FIELDS = (
     "key",
     "name",
@@ -86,16 +103,30 @@ def _exported(agent: Agent, name: str) -> Any:
 
 def agents_export() -> list[dict[str, Any]]:
     """Every agent as a JSON-ready object, ordered by key."""
-    agents = Agent.objects.prefetch_related("routing_names").order_by("key")
+    agents = Agent.objects.prefetch_related("routing_names", "headers").order_by("key")
     failover = _failover_lists()
     return [
         {
             **{name: _exported(agent, name) for name in EXPORTED_FIELDS},
+            **_credentials_export(agent),
             ROUTING_NAMES_FIELD: sorted(r.name for r in agent.routing_names.all()),
             **_failover_export(failover.get(agent.key, [])),
         }
         for agent in agents
     ]
+
+
+def _credentials_export(agent: Agent) -> dict[str, Any]:
+    """The agent's non-default TLS and egress fields and its headers, secrets encrypted."""
+    row: dict[str, Any] = {}
+    for name in TRANSPORT_FIELDS:
+        value = getattr(agent, name)
+        if value != Agent._meta.get_field(name).get_default():
+            row[name] = EXPORT_PREFIX + value if name in SECRET_FIELDS else value
+    headers = {h.name: EXPORT_PREFIX + h.value for h in agent.headers.all()}
+    if headers:
+        row[HEADERS_FIELD] = dict(sorted(headers.items()))
+    return row
 
 
 def agents_from_go_env(variables: Mapping[str, str], *, timeout_s: float) -> list[dict[str, Any]]:
@@ -147,6 +178,7 @@ class AgentsPlan:
     deleted: list[str]  # keys of agents the import prunes
     keys_after: set[str]  # every agent's key once the import is written
     failover: dict[str, list[str]] = field(default_factory=dict)  # key -> new list, if changed
+    headers: "_HeadersPlan" = field(default_factory=list)  # agents whose headers are replaced
 
     @property
     def report(self) -> ImportReport:
@@ -164,7 +196,7 @@ class AgentsPlan:
 def agents_plan(rows: Any, *, prune: bool = False) -> AgentsPlan:
     """Validate `rows` against the model and the state the import leaves behind; raise
     ImportRejected listing every error."""
-    plan, existing, errors = _plan(rows)
+    plan, existing, errors, headers = _plan(rows, prune=prune)
     deleted = sorted(set(existing) - {agent.key for agent, _, _ in plan}) if prune else []
     if not errors:
         kept = {key: agent for key, agent in existing.items() if key not in deleted}
@@ -173,10 +205,11 @@ def agents_plan(rows: Any, *, prune: bool = False) -> AgentsPlan:
     failover = _failover_plan(rows, plan, keys_after, errors, prune=prune)
     if errors:
         raise ImportRejected(errors)
-    return AgentsPlan(plan, deleted, keys_after, failover)
+    return AgentsPlan(plan, deleted, keys_after, failover=failover, headers=headers)
 
 
 _Plan = list[tuple[Agent, list[str] | None, list[str]]]
+_HeadersPlan = list[tuple[Agent, dict[str, str]]]  # agent, header name -> stored value
 
 
 @dataclass
@@ -218,13 +251,23 @@ class RowWalk:
             yield where, ident, row
 
 
-def _plan(rows: Any) -> tuple[_Plan, dict[str, Agent], list[str]]:
-    existing = {a.key: a for a in Agent.objects.prefetch_related("routing_names")}
+def _plan(
+    rows: Any, *, prune: bool = False
+) -> tuple[_Plan, dict[str, Agent], list[str], _HeadersPlan]:
+    existing = {a.key: a for a in Agent.objects.prefetch_related("routing_names", "headers")}
+    headers_plan: _HeadersPlan = []
     if not isinstance(rows, list):
-        return [], existing, ["the agents must be a JSON list of agent objects"]
+        return [], existing, ["the agents must be a JSON list of agent objects"], headers_plan
     errors: list[str] = []
     plan: _Plan = []
-    walk = RowWalk("row", "key", {*EXPORTED_FIELDS, ROUTING_NAMES_FIELD, FAILOVER_FIELD}, errors)
+    allowed = {
+        *EXPORTED_FIELDS,
+        *TRANSPORT_FIELDS,
+        HEADERS_FIELD,
+        ROUTING_NAMES_FIELD,
+        FAILOVER_FIELD,
+    }
+    walk = RowWalk("row", "key", allowed, errors)
     for where, key, row in walk.rows(rows, lambda key: isinstance(key, str) and bool(key)):
         routing_names, names_error = _routing_names(row)
         if names_error:
@@ -235,6 +278,10 @@ def _plan(rows: Any) -> tuple[_Plan, dict[str, Agent], list[str]]:
         for name in EXPORTED_FIELDS:
             if name in row:
                 setattr(agent, name, row[name])
+        credentials = _credentials_plan(agent, row, exact=prune)
+        if credentials.errors:
+            errors.extend(f"{where}: {line}" for line in credentials.errors)
+            continue
         try:
             # A connect timeout the row leaves alone is capped at the row's timeout (contract
             # §5); one the row sets must not exceed it.
@@ -244,6 +291,9 @@ def _plan(rows: Any) -> tuple[_Plan, dict[str, Agent], list[str]]:
             errors.extend(validation_lines(where, exc))
             continue
         changed = [name for name in EXPORTED_FIELDS if _exported(agent, name) != before[name]]
+        changed += credentials.changed
+        if credentials.headers is not None:
+            headers_plan.append((agent, credentials.headers))
         if (
             agent.pk is not None
             and routing_names is not None
@@ -251,7 +301,99 @@ def _plan(rows: Any) -> tuple[_Plan, dict[str, Agent], list[str]]:
         ):
             changed.append(ROUTING_NAMES_FIELD)
         plan.append((agent, routing_names, changed))
-    return plan, existing, errors
+    return plan, existing, errors, headers_plan
+
+
+@dataclass
+class _Credentials:
+    changed: list[str] = field(default_factory=list)
+    headers: dict[str, str] | None = None  # name -> stored value; None: left as they are
+    errors: list[str] = field(default_factory=list)
+
+
+def _credentials_plan(agent: Agent, row: dict[str, Any], *, exact: bool) -> _Credentials:
+    """Set a row's TLS and egress fields on `agent` and read its headers, secrets encrypted; a
+    secret equal (decrypted) to the stored one keeps its stored form, so it is no change. With
+    `exact` (a prune: the document is the whole configuration) a field or `headers` the row
+    leaves out goes back to its default; otherwise it is left as it is."""
+    result = _Credentials()
+    for name in TRANSPORT_FIELDS:
+        if name not in row and not exact:
+            continue
+        default = Agent._meta.get_field(name).get_default()
+        value = row.get(name, default)
+        stored = getattr(agent, name)
+        if name in SECRET_FIELDS:
+            if not isinstance(value, str):
+                result.errors.append(f"{name}: must be text (PEM)")
+                continue
+            value, error = _secret_stored(value, stored)
+            if error:
+                result.errors.append(f"{name}: {error}")
+                continue
+        setattr(agent, name, value)
+        if value != stored:
+            result.changed.append(name)
+    if HEADERS_FIELD in row or exact:
+        result.headers = _headers_plan(agent, row.get(HEADERS_FIELD, {}), result)
+    return result
+
+
+def _headers_plan(agent: Agent, raw: Any, result: _Credentials) -> dict[str, str] | None:
+    if not isinstance(raw, dict):
+        result.errors.append(f"{HEADERS_FIELD}: must be an object (header name -> value)")
+        return None
+    current = {h.name: h.value for h in agent.headers.all()} if agent.pk else {}
+    headers: dict[str, str] = {}
+    lowered = [str(name).lower() for name in raw]
+    for name, value in raw.items():
+        if lowered.count(str(name).lower()) > 1:
+            result.errors.append(
+                f"{HEADERS_FIELD}: {name}: the same header twice (names ignore case)"
+            )
+            continue
+        if not isinstance(value, str) or not value:
+            result.errors.append(f"{HEADERS_FIELD}: {name}: the value must be non-empty text")
+            continue
+        try:
+            for validator in AgentHeader._meta.get_field("name").validators:
+                validator(name)
+        except ValidationError as exc:
+            result.errors.append(f"{HEADERS_FIELD}: {name}: {' '.join(exc.messages)}")
+            continue
+        if not value.startswith(EXPORT_PREFIX):
+            try:
+                header_value_validate(value)
+            except ValidationError as exc:
+                result.errors.append(f"{HEADERS_FIELD}: {name}: {' '.join(exc.messages)}")
+                continue
+        stored, error = _secret_stored(value, current.get(name, ""))
+        if error:
+            result.errors.append(f"{HEADERS_FIELD}: {name}: {error}")
+            continue
+        headers[name] = stored
+    if headers != current:
+        result.changed.append(HEADERS_FIELD)
+    return headers
+
+
+def _secret_stored(value: str, stored: str) -> tuple[str, str]:
+    """(what to store, error): `value` is plain or EXPORT_PREFIX + a stored form. The stored
+    form is kept when `value` decrypts to the same text."""
+    if not value:
+        return "", ""
+    try:
+        current = secret_decrypt(stored) if stored else None
+    except SecretUnreadable:
+        current = None
+    if value.startswith(EXPORT_PREFIX):
+        given = value.removeprefix(EXPORT_PREFIX)
+        try:
+            plain = secret_decrypt(given)
+        except SecretUnreadable as exc:
+            return "", str(exc)
+        return (stored if plain == current else given), ""
+    return (stored if value == current else secret_encrypt(value)), ""
 
 
 def _check_explicit_connect_timeout(agent: Agent, row: dict[str, Any]) -> None:
@@ -318,6 +460,7 @@ def agents_apply(plan: AgentsPlan) -> None:
             agent.delete()
         _apply(plan.rows)
         _failover_apply(plan.failover)
+        _headers_apply(plan.headers)
 
 
 def _apply(plan: _Plan) -> None:
@@ -412,3 +555,17 @@ def _failover_apply(changes: dict[str, list[str]]) -> None:
         FailoverStep.objects.filter(agent=agents[key]).delete()
         for position, target in enumerate(targets):
             FailoverStep.objects.create(agent=agents[key], target=agents[target], position=position)
+
+
+def _headers_apply(plan: _HeadersPlan) -> None:
+    """Each planned agent's headers become exactly its planned ones (agents already saved)."""
+    for agent, headers in plan:
+        current = {h.name: h for h in AgentHeader.objects.filter(agent=agent)}
+        for name, header in current.items():
+            if name not in headers:
+                header.delete()
+        for name, stored in headers.items():
+            header = current.get(name) or AgentHeader(agent=agent, name=name)
+            if header.pk is None or header.value != stored:
+                header.value = stored
+                header.save()

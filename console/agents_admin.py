@@ -14,8 +14,19 @@ from django.utils.text import capfirst
 
 from agents.models import Agent, FailoverStep, RoutingName, normalize_routing_name
 from agents.services import agent_set_enabled, breaker_reset_request
-from agents.transfer import ROUTING_NAMES_FIELD, ImportRejected, agents_export, agents_import
+from agents.transfer import (
+    HEADERS_FIELD,
+    ROUTING_NAMES_FIELD,
+    ImportRejected,
+    agents_export,
+    agents_import,
+)
 from console.agent_charts import AgentChartsMixin
+from console.agent_credentials import (
+    AgentCredentialsAdmin,
+    AgentCredentialsForm,
+    AgentHeaderInline,
+)
 from console.live_columns import PublishedState
 from console.recorded import RecordedChanges
 from fleet.worker_state import AgentFleetView, fleet_status
@@ -81,7 +92,8 @@ class FailoverStepInline(admin.TabularInline):
 
 
 @admin.register(Agent)
-class AgentAdmin(RecordedChanges, AgentChartsMixin, admin.ModelAdmin):
+class AgentAdmin(RecordedChanges, AgentChartsMixin, AgentCredentialsAdmin, admin.ModelAdmin):
+    form = AgentCredentialsForm
     list_display = [
         "key",
         "name",
@@ -95,9 +107,9 @@ class AgentAdmin(RecordedChanges, AgentChartsMixin, admin.ModelAdmin):
         "charts_column",
     ]
     list_editable = ["enabled"]
-    list_filter = ["enabled", "payload_format", "is_fallback_route"]
+    list_filter = ["enabled", "payload_format", "is_fallback_route", "tls_verify"]
     search_fields = ["key", "name", "url", "routing_names__name"]
-    inlines = [RoutingNameInline, FailoverStepInline]
+    inlines = [RoutingNameInline, AgentHeaderInline, FailoverStepInline]
     version_kind = "agent"
     actions = [
         "check_health",
@@ -133,6 +145,13 @@ class AgentAdmin(RecordedChanges, AgentChartsMixin, admin.ModelAdmin):
     def version_ident(self, obj: Agent) -> str:
         return obj.key
 
+    def get_fieldsets(self, request: HttpRequest, obj: Agent | None = None) -> Any:
+        return [*super().get_fieldsets(request, obj), self.credentials_fieldset_for(obj)]
+
+    def save_model(self, request: HttpRequest, obj: Agent, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        self.tls_warn_on_save(request, obj)
+
     def get_queryset(self, request: HttpRequest) -> QuerySet[Agent]:
         return (
             super()
@@ -142,6 +161,7 @@ class AgentAdmin(RecordedChanges, AgentChartsMixin, admin.ModelAdmin):
         )
 
     def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        self.tls_warn_on_list(request)
         return _fleet.around_page(
             lambda: super(AgentAdmin, self).changelist_view(request, extra_context)
         )
@@ -282,6 +302,8 @@ def _changed_message(fields: list[str]) -> list[dict[str, Any]]:
     labels = [
         "Routing names"
         if name == ROUTING_NAMES_FIELD
+        else "Request headers"
+        if name == HEADERS_FIELD
         else capfirst(Agent._meta.get_field(name).verbose_name)
         for name in fields
     ]

@@ -5,6 +5,7 @@ import logging
 from django.conf import settings
 
 from access.auth import auth_change_log, auth_state
+from agents.secrets import secrets_key_derived
 from gateway_project.conf import gateway_settings
 from observability.tracing import tracing_summary
 from runtime import registry
@@ -35,6 +36,32 @@ def log_startup() -> None:
             "tracing": tracing_summary(),
         },
     )
+    if secrets_key_derived():
+        logger.warning(
+            "GATEWAY_SECRETS_KEYS is not set: agents' secrets (header values, TLS client keys) "
+            "are encrypted with a key derived from SECRET_KEY; changing SECRET_KEY makes them "
+            "unreadable. Set GATEWAY_SECRETS_KEYS (README, rotating the secrets key).",
+            extra={"event": "secrets_key_derived"},
+        )
+    unverified = sorted(r.key for r in snapshot.agents.values() if not r.spec.tls.verify)
+    if unverified:
+        logger.warning(
+            "TLS verification is off for agents %s: anyone on the path can read and change "
+            "their traffic",
+            ", ".join(unverified),
+            extra={"event": "tls_verify_off", "agents_tls_unverified": unverified},
+        )
+    unreadable = {
+        r.key: list(r.spec.secrets_unreadable)
+        for r in snapshot.agents.values()
+        if r.spec.secrets_unreadable
+    }
+    if unreadable:
+        logger.error(
+            "agents with secrets no key in GATEWAY_SECRETS_KEYS can read (sent empty): %s",
+            ", ".join(sorted(unreadable)),
+            extra={"event": "secrets_unreadable", "secrets": unreadable},
+        )
     if not auth_on and not settings.DEBUG:
         logger.warning(
             "no API key configured: anyone who can reach the gateway can call the agents",

@@ -1,6 +1,9 @@
-"""JSON log lines on stdout, each carrying the request id of the request that wrote it."""
+"""JSON log lines on stdout, each carrying the request id of the request that wrote it, and
+none of the agents' secrets (header values, TLS client keys): a line that would carry one
+carries "(secret)" instead."""
 
 import logging
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,6 +24,33 @@ _RESERVED = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
     "asctime",
     "color_message",
 }
+
+
+SECRET_MARK = "(secret)"
+MIN_SECRET_LENGTH = 6  # shorter values would mask ordinary words
+# Each secret as it appears inside a JSON string (quotes, backslashes, newlines escaped). Empty
+# while no agent has a secret: the formatter then costs nothing more.
+_secret_texts: frozenset[str] = frozenset()
+
+
+def log_secrets_add(values: Iterable[str]) -> None:
+    """Secrets no log line may show from now on (the registry adds every agent's when it loads;
+    kept for the process's life, so a request still using a replaced secret is covered)."""
+    global _secret_texts
+    texts = set(_secret_texts)
+    for value in values:
+        for part in (value, *value.splitlines()):  # a PEM key: also each of its lines
+            part = part.strip()
+            if len(part) >= MIN_SECRET_LENGTH and not part.startswith("-----"):
+                texts.add(orjson.dumps(part).decode()[1:-1])
+    _secret_texts = frozenset(sorted(texts, key=len, reverse=True))
+
+
+def _masked(line: str) -> str:
+    for text in _secret_texts:
+        if text in line:
+            line = line.replace(text, SECRET_MARK)
+    return line
 
 
 class RequestIdFilter(logging.Filter):
@@ -50,7 +80,8 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return orjson.dumps(entry, default=str).decode()
+        line = orjson.dumps(entry, default=str).decode()
+        return _masked(line) if _secret_texts else line
 
 
 def preview(text: str, limit: int) -> str | None:

@@ -9,6 +9,7 @@ The deadline over all attempts lives in runtime/calls.py; the session's timeouts
 
 import asyncio
 import contextlib
+import ssl
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ import aiohttp
 import orjson
 from yarl import URL
 
+from agents.models import RESERVED_HEADERS
 from gateway_project.conf import gateway_settings
 from runtime.errors import (
     AgentBadStatusError,
@@ -29,6 +31,7 @@ from runtime.errors import (
     RetryableConnectionError,
 )
 from runtime.specs import AgentSpec
+from runtime.tls import TlsConfigError, egress_proxy, ssl_context
 from runtime.transport import agent_session
 
 # The Content-Encodings AgentClient inflates itself, as zlib window bits (the only ones it
@@ -128,12 +131,28 @@ async def _inflate_capped(content: aiohttp.StreamReader, encoding: str, limit: i
     return bytes(body)
 
 
+def _transport_tls(spec: AgentSpec) -> tuple[ssl.SSLContext | None, str]:
+    """The agent's SSL context, built once per client (None: aiohttp's default, the system's
+    CAs), or why its TLS settings do not load: every call then fails as a connection error (a
+    fallback), never the registry's load."""
+    if spec.tls.default:
+        return None, ""
+    try:
+        return ssl_context(spec.tls), ""
+    except TlsConfigError as exc:
+        return None, f"the agent's TLS settings do not load: {exc}"
+
+
 class AgentClient:
     def __init__(self, spec: AgentSpec, *, user_agent: str, max_response_bytes: int) -> None:
         self.url = spec.url
         self.max_response_bytes = max_response_bytes
         self._target = URL(spec.url)
         self._headers = {
+            # The agent's own headers (credentials) first: the gateway's below win, and a name
+            # the gateway sets itself never comes from the agent's row (agents.models refuses
+            # them; this keeps a row written around the admin from sending it twice).
+            **{n: v for n, v in spec.headers if n.lower() not in RESERVED_HEADERS},
             "Content-Type": "application/json",
             "Accept": "application/json",
             "Accept-Encoding": ", ".join(name for name in _INFLATE_WBITS if name != "x-gzip"),
@@ -149,6 +168,8 @@ class AgentClient:
         )
         self._max_connections = spec.max_connections
         self._max_idle = min(spec.max_connections, gateway_settings.agent_keepalive_connections)
+        self._ssl, self._tls_error = _transport_tls(spec)
+        self._proxy = egress_proxy(spec.url, spec.proxy_url)
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
         self.leases = 0
@@ -164,10 +185,14 @@ class AgentClient:
         if session is None:
             if self._closed:
                 raise AgentConnectionError("the agent's client was closed")
+            if self._tls_error:
+                raise AgentConnectionError(self._tls_error)
             session = self._session = agent_session(
                 max_connections=self._max_connections,
                 max_idle=self._max_idle,
                 keepalive_s=KEEPALIVE_S,
+                ssl_context=self._ssl,
+                proxy=self._proxy,
             )
         return session
 

@@ -17,6 +17,7 @@ from types import MappingProxyType
 
 from agents.models import normalize_routing_name
 from gateway_project.conf import gateway_settings
+from observability.logs import log_secrets_add
 from runtime.agent_runtime import AgentRuntime, TenantRuntime
 from runtime.breaker import AsyncBreaker
 from runtime.client import AgentClient
@@ -107,6 +108,7 @@ class AgentRegistry:
         current = self._snapshot
         if version < current.version:
             return  # a slower reader finished after a newer snapshot was installed
+        log_secrets_add(secret for spec in specs for secret in _secrets(spec))
         agents: dict[str, AgentRuntime] = {}
         for spec in specs:
             agents[spec.key] = self._build(spec, current.agents.get(spec.key))
@@ -179,6 +181,10 @@ class AgentRegistry:
         self._snapshot = RegistrySnapshot()
         self._loop = None
         self._drain_watch = DrainWatch()
+
+
+def _secrets(spec: AgentSpec) -> list[str]:
+    return [value for _, value in spec.headers] + [spec.tls.client_key]
 
 
 def _tenant_build(

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from agents.models import DEFAULT_FALLBACK_REPLY, Agent, Tenant, default_health_url
 from agents.secrets import SecretUnreadable, secret_decrypt
-from runtime.tls import TlsSpec
+from agents.tls import TlsSpec
 
 logger = logging.getLogger("gateway.registry")
 
@@ -55,6 +55,8 @@ class AgentSpec:
     headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # decrypted values
     tls: TlsSpec = field(default_factory=TlsSpec)
     proxy_url: str = ""
+    # Which of its secrets no configured key reads (sent empty), for the start-up log.
+    secrets_unreadable: tuple[str, ...] = field(default=(), compare=False)
 
     @classmethod
     def from_agent(
@@ -66,6 +68,7 @@ class AgentSpec:
         failover: list[str] | None = None,
         headers: list[tuple[str, str]] | None = None,
         tls: TlsSpec | None = None,
+        secrets_unreadable: tuple[str, ...] = (),
     ) -> "AgentSpec":
         """`endpoints`: the agent's endpoint rows (none: its `url` is its one endpoint);
         `headers` and `tls` come with their secrets decrypted."""
@@ -98,6 +101,7 @@ class AgentSpec:
             headers=tuple(headers or ()),
             tls=tls if tls is not None else TlsSpec(verify=agent.tls_verify),
             proxy_url=agent.proxy_url,
+            secrets_unreadable=secrets_unreadable,
         )
 
     def transport_config(self) -> tuple[object, ...]:
@@ -115,26 +119,30 @@ class AgentSpec:
 
 def agent_spec_load(agent: Agent) -> AgentSpec:
     """An agent row (with AGENT_RELATIONS prefetched) as its spec, secrets decrypted."""
+    unreadable: list[str] = []
     return AgentSpec.from_agent(
         agent,
         [r.name for r in agent.routing_names.all()],
         endpoints=[EndpointSpec(e.url, int(e.weight), e.enabled) for e in agent.endpoints.all()],
         failover=[step.target.key for step in agent.failover_steps.all()],
         headers=[
-            (h.name, _secret(agent, f"header {h.name}", h.value)) for h in agent.headers.all()
+            (h.name, _secret(agent, f"header {h.name}", h.value, unreadable))
+            for h in agent.headers.all()
         ],
         tls=TlsSpec(
             verify=agent.tls_verify,
             ca_bundle=agent.tls_ca_bundle,
             client_cert=agent.tls_client_cert,
-            client_key=_secret(agent, "TLS client key", agent.tls_client_key),
+            client_key=_secret(agent, "TLS client key", agent.tls_client_key, unreadable),
         ),
+        secrets_unreadable=tuple(unreadable),
     )
 
 
-def _secret(agent: Agent, what: str, stored: str) -> str:
-    """A stored secret decrypted; one no configured key reads is logged and sent empty (the
-    agent then refuses the call, and the caller gets the fallback)."""
+def _secret(agent: Agent, what: str, stored: str, unreadable: list[str]) -> str:
+    """A stored secret decrypted; one no configured key reads is logged, added to
+    `unreadable`, and sent empty (the agent then refuses the call: the caller gets the
+    fallback)."""
     if not stored:
         return ""
     try:
@@ -145,6 +153,7 @@ def _secret(agent: Agent, what: str, stored: str) -> str:
             exc,
             extra={"event": "secret_unreadable", "agent": agent.key, "secret": what},
         )
+        unreadable.append(f"{what}: {exc}")
         return ""
 
 

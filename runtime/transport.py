@@ -12,6 +12,7 @@ Timeouts: `connect` bounds the wait for a free connection plus the connect (the 
 has no write timeout; the agent call's overall deadline (runtime/calls.py) bounds a stuck write.
 """
 
+import ssl
 from typing import Any
 
 import aiohttp
@@ -38,9 +39,18 @@ class _IdleCappedConnector(aiohttp.TCPConnector):
 
 
 def agent_session(
-    *, max_connections: int, max_idle: int, keepalive_s: float
+    *,
+    max_connections: int,
+    max_idle: int,
+    keepalive_s: float,
+    ssl_context: ssl.SSLContext | None = None,
+    proxy: str | None = None,
 ) -> aiohttp.ClientSession:
     """A session for one agent (create it on the event loop that uses it).
+
+    `ssl_context`: the agent's own TLS settings (None: aiohttp's default, the system's CAs);
+    `proxy`: its egress proxy, set once on the session (runtime/tls.py chooses it). Both are
+    fixed for the session's life, so they cost nothing per request.
 
     No cookie jar: agents are APIs shared by every n8n session, so a cookie one caller got must
     never be sent on another caller's request (and parsing Set-Cookie costs time). No automatic
@@ -51,11 +61,13 @@ def agent_session(
         limit=max_connections,
         limit_per_host=0,
         keepalive_timeout=keepalive_s,
+        ssl=ssl_context if ssl_context is not None else True,
     )
     return aiohttp.ClientSession(
         connector=connector,
         cookie_jar=aiohttp.DummyCookieJar(),
         auto_decompress=False,
         trust_env=False,
+        proxy=proxy,
         timeout=aiohttp.ClientTimeout(total=None),
     )

@@ -2,13 +2,17 @@
 object and field, as JSON-ready data: what a version records and what an import prints.
 
 Objects are matched by identity (an agent by `key`, a tenant by `id_empresa`, an API key by its
-`digest`), so a rename shows as a changed field. The document holds no secrets: API keys are there as
-their SHA-256 digests, which cannot authenticate.
+`digest`), so a rename shows as a changed field. The document holds no secrets in the clear: API
+keys are there as their SHA-256 digests, which cannot authenticate, and agents' secrets (header
+values, TLS client keys) encrypted (`encrypted:...`); a diff shows those as "(secret)" or
+"(secret changed)", never the token.
 """
 
 import json
 from collections.abc import Iterable, Mapping
 from typing import Any, TypedDict
+
+from agents.secrets import CHANGED_MARK, EXPORT_PREFIX, MARK
 
 # kind -> (document section, identity field, label field)
 KINDS: dict[str, tuple[str, str, str]] = {
@@ -52,13 +56,39 @@ def config_diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[Obj
                 if not names:
                     continue
             fields: list[FieldChange] = [
-                {"field": n, "before": (row_before or {}).get(n), "after": (row_after or {}).get(n)}
+                _field_change(n, (row_before or {}).get(n), (row_after or {}).get(n), op)
                 for n in names
             ]
             changes.append(
                 {"kind": kind, "ident": ident, "label": label, "op": op, "fields": fields}
             )
     return changes
+
+
+def _field_change(name: str, before: Any, after: Any, op: str) -> FieldChange:
+    """A field's change with any encrypted secret in it masked: a secret that changed shows as
+    CHANGED_MARK (in an object, per key), one that did not as MARK."""
+    changed = CHANGED_MARK if op == "changed" else MARK
+    if isinstance(before, dict) or isinstance(after, dict):
+        old = before if isinstance(before, dict) else {}
+        if isinstance(after, dict):
+            after = {k: changed if _secret(v) and old.get(k) != v else _masked(v)
+                     for k, v in after.items()}  # fmt: skip
+        before = _masked(before)
+    elif _secret(before) or _secret(after):
+        before = _masked(before)
+        after = changed if _secret(after) else after
+    return {"field": name, "before": before, "after": after}
+
+
+def _secret(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith(EXPORT_PREFIX)
+
+
+def _masked(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _masked(v) for k, v in value.items()}
+    return MARK if _secret(value) else value
 
 
 def diff_lines(changes: Iterable[ObjectChange]) -> list[str]:

@@ -21,6 +21,7 @@ from agents.models.configuration import (
     TenantRoute,
     default_health_url,
     default_timeout_s,
+    header_value_validate,
     normalize_routing_name,
 )
 from agents.models.operational import BreakerReset, ConfigVersion, HealthResult, WorkerStatus
@@ -48,5 +49,6 @@ __all__ = [
     "WorkerStatus",
     "default_health_url",
     "default_timeout_s",
+    "header_value_validate",
     "normalize_routing_name",
 ]

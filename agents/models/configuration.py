@@ -16,6 +16,9 @@ from django.core.validators import (
 from django.db import models
 from django.utils.regex_helper import _lazy_re_compile
 
+from agents.secrets import SecretUnreadable, secret_decrypt
+from agents.tls import TlsConfigError, TlsSpec, ssl_context
+
 DEFAULT_FALLBACK_REPLY = "No pude conectar con el agente. Intenta de nuevo en un momento."
 
 
@@ -302,10 +305,33 @@ class Agent(models.Model):
             if exclude and "connect_timeout_s" in exclude:
                 raise ValidationError(f"Connect timeout (s): {message}")
             raise ValidationError({"connect_timeout_s": message})
+        self._tls_check(set(exclude or ()))
+
+    def _tls_check(self, excluded: set[str]) -> None:
+        """The TLS PEM text loads (CA bundle, client certificate with its key), as the agent's
+        connection pool will load it; the stored client key is encrypted."""
+        if not (self.tls_ca_bundle or self.tls_client_cert or self.tls_client_key):
+            return
+        try:
+            key = secret_decrypt(self.tls_client_key) if self.tls_client_key else ""
+            ssl_context(TlsSpec(self.tls_verify, self.tls_ca_bundle, self.tls_client_cert, key))
+        except SecretUnreadable as exc:
+            _tls_error(excluded, "tls_client_key", f"TLS client key: {exc}")
+        except TlsConfigError as exc:
+            name = "tls_ca_bundle" if "CA bundle" in str(exc) else "tls_client_cert"
+            message = str(exc)
+            _tls_error(excluded, name, f"{message[:1].upper()}{message[1:]}.")
 
     @property
     def effective_health_url(self) -> str:
         return self.health_url or default_health_url(self.url)
+
+
+def _tls_error(excluded: set[str], name: str, message: str) -> None:
+    """A field's error, or a form-wide one for a form without that field."""
+    if name in excluded:
+        raise ValidationError(message)
+    raise ValidationError({name: message})
 
 
 class AgentEndpoint(models.Model):
@@ -357,6 +383,15 @@ RESERVED_HEADERS = frozenset(
 def header_name_validate(name: str) -> None:
     if name.lower() in RESERVED_HEADERS:
         raise ValidationError(f"{name} is set by the gateway on every call; choose another header.")
+
+
+_HEADER_VALUE_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # one line; tabs allowed
+
+
+def header_value_validate(value: str) -> None:
+    """A header value (plain, before encryption) is one line of text."""
+    if _HEADER_VALUE_CONTROL.search(value):
+        raise ValidationError("A header value must be one line of text.")
 
 
 class AgentHeader(models.Model):

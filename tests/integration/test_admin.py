@@ -50,6 +50,7 @@ def agent_form(agent: Agent, **overrides: Any) -> dict[str, Any]:
         data[f"routing_names-{index}-name"] = routing_name.name
     data[f"routing_names-{len(names)}-agent"] = agent.pk
     data[f"routing_names-{len(names)}-name"] = ""
+    data.update(credentials_form(agent))
     data.update(failover_form(agent))
     data.update(overrides)
     return {k: v for k, v in data.items() if v != "" or k.endswith("-name")}
@@ -75,6 +76,26 @@ def failover_form(agent: Agent, *targets: Agent) -> dict[str, Any]:
         data[f"failover_steps-{index}-agent"] = agent.pk
         data[f"failover_steps-{index}-target"] = target
         data[f"failover_steps-{index}-position"] = position
+    return data
+
+
+def credentials_form(agent: Agent) -> dict[str, Any]:
+    """The TLS fields and the headers inline as the browser posts them: secrets blank (kept)."""
+    headers = list(agent.headers.order_by("name"))
+    data: dict[str, Any] = {
+        "tls_verify": "on" if agent.tls_verify else "",
+        "tls_ca_bundle": agent.tls_ca_bundle,
+        "tls_client_cert": agent.tls_client_cert,
+        "proxy_url": agent.proxy_url,
+        "headers-TOTAL_FORMS": len(headers),
+        "headers-INITIAL_FORMS": len(headers),
+        "headers-MIN_NUM_FORMS": 0,
+        "headers-MAX_NUM_FORMS": 1000,
+    }
+    for index, header in enumerate(headers):
+        data[f"headers-{index}-id"] = header.pk
+        data[f"headers-{index}-agent"] = agent.pk
+        data[f"headers-{index}-name"] = header.name
     return data
 
 

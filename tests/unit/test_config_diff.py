@@ -44,3 +44,40 @@ def test_identities_sort_numerically_and_the_summary_stays_short():
         "changed tenant 9 (name); changed tenant 10 (name); created tenant 20; 1 more"
     )
     assert config_diff(BEFORE, BEFORE) == [] and diff_summary([]) == "no change"
+
+
+def test_secrets_show_as_marks_never_as_their_tokens():
+    key, other = "encrypted:ab12cd34:gAAAA-key", "encrypted:ab12cd34:gAAAA-key-2"
+    before = {
+        "agents": [
+            {
+                "key": "cita",
+                "tls_client_key": key,
+                "headers": {"X-Api-Key": key, "Authorization": key},
+            }
+        ]
+    }
+    after = {
+        "agents": [
+            {
+                "key": "cita",
+                "tls_client_key": other,
+                "headers": {"X-Api-Key": other, "Authorization": key, "X-New": other},
+            }
+        ]
+    }
+    created = {"agents": [{"key": "venta", "headers": {"X-Api-Key": key}}]}  # fmt: skip
+    (change,) = config_diff(before, after)
+    assert change["fields"] == [
+        {"field": "tls_client_key", "before": "(secret)", "after": "(secret changed)"},
+        {"field": "headers",
+         "before": {"X-Api-Key": "(secret)", "Authorization": "(secret)"},
+         "after": {"X-Api-Key": "(secret changed)", "Authorization": "(secret)",
+                   "X-New": "(secret changed)"}},
+    ]  # fmt: skip
+    (new,) = config_diff({"agents": []}, created)
+    assert new["fields"] == [
+        {"field": "key", "before": None, "after": "venta"},
+        {"field": "headers", "before": None, "after": {"X-Api-Key": "(secret)"}},
+    ]
+    assert "gAAAA" not in " ".join(diff_lines([change, new]))

@@ -1,6 +1,8 @@
 """Secrets at rest (agents/secrets.py): encrypted with the first key, readable with any, named
 by the key's fingerprint, rotated to the first key."""
 
+import logging
+
 import pytest
 
 from agents.secrets import (
@@ -11,6 +13,7 @@ from agents.secrets import (
     secrets_key_derived,
     secrets_key_fingerprints,
 )
+from observability.logs import JsonFormatter, log_secrets_add
 
 
 def test_a_secret_is_stored_encrypted_and_read_back(settings):
@@ -54,3 +57,15 @@ def test_a_tampered_secret_is_unreadable(settings):
     stored = secret_encrypt("v")
     with pytest.raises(SecretUnreadable):
         secret_decrypt(stored[:-4] + "AAAA")
+
+
+def test_log_lines_never_carry_a_registered_secret():
+    secret = 'Bearer a"b\\c-0123456789'  # quotes and backslashes, escaped in the JSON line
+    pem_key = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0B\n-----END PRIVATE KEY-----\n"
+    log_secrets_add([secret, pem_key, ""])
+    record = logging.LogRecord("t", logging.ERROR, "", 0, "sent %s", (secret,), None)
+    record.headers = {"Authorization": secret}
+    record.key_line = "MIIEvQIBADANBgkqhkiG9w0B"
+    line = JsonFormatter().format(record)
+    assert "0123456789" not in line and "MIIEvQIBADANBgkqhkiG9w0B" not in line
+    assert line.count("(secret)") == 3

@@ -10,6 +10,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 
 from agents.models import Agent
+from agents.secret_store import unreadable_secrets
 from health.on_demand import agents_check_health, agents_send_test_message
 from health.probes import OK
 from runtime import drain_problems
@@ -53,7 +54,7 @@ class Command(BaseCommand):
             chats = {p.key: p for p in agents_send_test_message([a for a in agents if a.enabled])}
         rows = [self._row(a, health[a.key], chats.get(a.key)) for a in agents]
         healthy = all(row["healthy"] for row in rows)
-        problems = drain_problems(agents)
+        problems = drain_problems(agents) + _secret_problems(agents)
         if options["json"]:
             report = {"healthy": healthy, "agents": rows, "problems": problems}
             self.stdout.write(json.dumps(report, ensure_ascii=False))
@@ -126,3 +127,14 @@ class Command(BaseCommand):
                 self.style.ERROR if line[3].split(" ")[0] not in (OK, "disabled", "STATUS") else str
             )
             self.stdout.write(style(text.rstrip()))
+
+
+def _secret_problems(agents: list[Agent]) -> list[str]:
+    """Secrets no configured key reads (named, never shown): those agents get them empty."""
+    keys = {a.key for a in agents}
+    return [
+        f"agent {key}: {problem}"
+        for key, problems in unreadable_secrets().items()
+        if key in keys
+        for problem in problems
+    ]
