@@ -276,7 +276,9 @@ def tenants(bench: Bench, gateway: Server, with_tenants: Server, round_: int) ->
     for connections in (1, 16):
         scenario = f"tenants: agent at once, {connections} conc"
         for server in pair:
-            bench.measure(server, Load(scenario, CHAT_PATH, chat_body("instant"), AUTH, connections))
+            bench.measure(
+                server, Load(scenario, CHAT_PATH, chat_body("instant"), AUTH, connections)
+            )
         rows = bench.rows
         plain, loaded = rows[(scenario, gateway.name)][-1], rows[(scenario, with_tenants.name)][-1]
         bench.checks[f"tenants @{connections}: CPU per call, 1,000 tenants / none"].append(

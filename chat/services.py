@@ -169,6 +169,7 @@ async def _call(
             before_send=ctx.before_agent_call,
             trace=ctx.trace,
             stream_accept=stream_accept,
+            session_id=payload.session_id,
         )
     except AgentBusyError:
         return _busy(key, ctx)

@@ -1,4 +1,4 @@
-"""AgentClient: one pooled aiohttp session per agent, and the one place the HTTP library's
+"""AgentClient: one pooled aiohttp session per agent endpoint, and the one place the HTTP library's
 errors become AgentErrors (`map_agent_errors`).
 
 `post_json` makes a single attempt and returns the parsed reply or raises an AgentCallError; for
@@ -129,10 +129,13 @@ async def _inflate_capped(content: aiohttp.StreamReader, encoding: str, limit: i
 
 
 class AgentClient:
-    def __init__(self, spec: AgentSpec, *, user_agent: str, max_response_bytes: int) -> None:
-        self.url = spec.url
+    def __init__(
+        self, spec: AgentSpec, url: str | None = None, *, user_agent: str, max_response_bytes: int
+    ) -> None:
+        """`url`: the endpoint this client posts to (default: the agent's first, `spec.url`)."""
+        self.url = spec.url if url is None else url
         self.max_response_bytes = max_response_bytes
-        self._target = URL(spec.url)
+        self._target = URL(self.url)
         self._headers = {
             "Content-Type": "application/json",
             "Accept": "application/json",

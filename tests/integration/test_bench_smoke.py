@@ -33,7 +33,9 @@ def test_the_bench_runs_and_every_load_gets_the_expected_answers():
     assert len(rows) == 4 * 3 + 4 + 2 * 2, result.stdout
     # The gateway and the stub must answer right; a reference proxy may falter in a 1 s run
     # on a busy machine (the full run reports it as WRONG), which is not the gateway's concern.
-    ours = [row for row in rows if re.search(r"\| (gateway|gateway, 1,000 tenants|\S+ stub) \|", row)]
+    ours = [
+        row for row in rows if re.search(r"\| (gateway|gateway, 1,000 tenants|\S+ stub) \|", row)
+    ]
     assert len(ours) == 4 * 2 + 4 + 2 * 2, "\n".join(rows)
     assert all(row.endswith("| ok |") for row in ours), "\n".join(rows)
     assert re.search(r"\| tenants @16: CPU per call, 1,000 tenants / none \| \d+\.\d\d \|",
