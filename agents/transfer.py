@@ -2,7 +2,8 @@
 environment), shared by the management commands and the admin.
 
 A document is a list of objects with the model's field names plus `modalidades` (the routing
-names). Import validates every row against the model and against the state the whole import
+names) and, for an agent pool, `endpoints` (a list of `{"url", "weight", "enabled"}`; a row with
+only `url` is one endpoint). Import validates every row against the model and against the state the whole import
 would leave behind (routing names unique across agents, at most one fallback route) before it
 writes anything, then writes in one transaction. Importing the same document twice changes
 nothing the second time.
@@ -16,9 +17,10 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from agents.models import Agent, RoutingName, normalize_routing_name
+from agents.models import Agent, AgentEndpoint, RoutingName, normalize_routing_name
 
 ROUTING_NAMES_FIELD = "modalidades"
+ENDPOINTS_FIELD = "endpoints"
 EXPORTED_FIELDS = (
     "key",
     "name",
@@ -38,6 +40,8 @@ EXPORTED_FIELDS = (
     "stream_max_s",
     "fallback_reply",
     "is_fallback_route",
+    "balance",
+    "affinity",
 )
 # The Go gateway routed these keys by these names; a key imported from its environment for the
 # first time gets them (any other new key is routed by its own name).
@@ -85,14 +89,97 @@ def _exported(agent: Agent, name: str) -> Any:
 
 def agents_export() -> list[dict[str, Any]]:
     """Every agent as a JSON-ready object, ordered by key."""
-    agents = Agent.objects.prefetch_related("routing_names").order_by("key")
+    agents = Agent.objects.prefetch_related("routing_names", "endpoints").order_by("key")
     return [
         {
             **{name: _exported(agent, name) for name in EXPORTED_FIELDS},
             ROUTING_NAMES_FIELD: sorted(r.name for r in agent.routing_names.all()),
+            **_endpoints_export(agent),
         }
         for agent in agents
     ]
+
+
+# -- endpoints (agent pools) ---------------------------------------------------------------------
+
+EndpointRows = list[tuple[str, int, bool]]  # (url, weight, enabled), in order
+
+
+def _endpoints_export(agent: Agent) -> dict[str, Any]:
+    """`endpoints` for an agent with endpoint rows; nothing for one with only its `url`."""
+    rows = [{"url": e.url, "weight": e.weight, "enabled": e.enabled} for e in agent.endpoints.all()]
+    return {ENDPOINTS_FIELD: rows} if rows else {}
+
+
+def _endpoints_row(where: str, row: dict[str, Any]) -> tuple[EndpointRows | None, list[str]]:
+    """A row's `endpoints` (None when it has none) and its errors, every one of them."""
+    if ENDPOINTS_FIELD not in row:
+        return None, []
+    raw = row[ENDPOINTS_FIELD]
+    if not isinstance(raw, list):
+        return None, [f"{where}: '{ENDPOINTS_FIELD}' must be a list of endpoint objects"]
+    errors: list[str] = []
+    endpoints: EndpointRows = []
+    seen: set[str] = set()
+    for index, item in enumerate(raw, start=1):
+        at = f"{where}: endpoint {index}"
+        if not isinstance(item, dict):
+            errors.append(f"{at}: must be an object")
+            continue
+        unknown = sorted(set(item) - {"url", "weight", "enabled"})
+        if unknown:
+            errors.append(f"{at}: unknown field(s) {', '.join(unknown)}")
+            continue
+        url, weight, enabled = item.get("url"), item.get("weight", 1), item.get("enabled", True)
+        if not isinstance(url, str) or not url:
+            errors.append(f"{at}: url: is required")
+            continue
+        if not isinstance(enabled, bool):
+            errors.append(f"{at}: enabled: must be true or false")
+            continue
+        if isinstance(weight, bool) or not isinstance(weight, int):
+            errors.append(f"{at}: weight: must be an integer from 1 to 100")
+            continue
+        try:
+            AgentEndpoint(url=url, weight=weight, enabled=enabled).clean_fields(exclude=["agent"])
+        except ValidationError as exc:
+            errors.extend(validation_lines(at, exc))
+            continue
+        if url in seen:
+            errors.append(f"{at}: url: {url} appears more than once")
+            continue
+        seen.add(url)
+        endpoints.append((url, weight, enabled))
+    return endpoints, errors
+
+
+def _endpoints_changed(agent: Agent, endpoints: EndpointRows | None) -> bool:
+    if endpoints is None or agent.pk is None:
+        return False
+    return [(e.url, e.weight, e.enabled) for e in agent.endpoints.all()] != endpoints
+
+
+def _pool_error(where: str, agent: Agent, endpoints: EndpointRows | None) -> list[str]:
+    """An agent needs its `url` or at least one endpoint."""
+    has_rows = (
+        bool(endpoints)
+        if endpoints is not None
+        else (agent.pk is not None and bool(agent.endpoints.all()))
+    )
+    if agent.url or has_rows:
+        return []
+    return [f"{where}: give 'url' or at least one entry in '{ENDPOINTS_FIELD}'"]
+
+
+def _endpoints_apply(agent: Agent, endpoints: EndpointRows | None) -> None:
+    """Replace the agent's endpoint rows with `endpoints`, when they differ."""
+    if endpoints is None or (agent.pk is not None and not _endpoints_changed(agent, endpoints)):
+        return
+    agent.endpoints.all().delete()
+    for position, (url, weight, enabled) in enumerate(endpoints):  # one by one: signals fire
+        AgentEndpoint.objects.create(
+            agent=agent, url=url, weight=weight, enabled=enabled, position=position
+        )
 
 
 def agents_from_go_env(variables: Mapping[str, str], *, timeout_s: float) -> list[dict[str, Any]]:
@@ -143,6 +230,7 @@ class AgentsPlan:
     rows: "_Plan"
     deleted: list[str]  # keys of agents the import prunes
     keys_after: set[str]  # every agent's key once the import is written
+    endpoints: dict[str, EndpointRows | None] = field(default_factory=dict)  # by agent key
 
     @property
     def report(self) -> ImportReport:
@@ -160,7 +248,7 @@ class AgentsPlan:
 def agents_plan(rows: Any, *, prune: bool = False) -> AgentsPlan:
     """Validate `rows` against the model and the state the import leaves behind; raise
     ImportRejected listing every error."""
-    plan, existing, errors = _plan(rows)
+    plan, existing, errors, endpoints = _plan(rows)
     deleted = sorted(set(existing) - {agent.key for agent, _, _ in plan}) if prune else []
     if not errors:
         kept = {key: agent for key, agent in existing.items() if key not in deleted}
@@ -168,7 +256,7 @@ def agents_plan(rows: Any, *, prune: bool = False) -> AgentsPlan:
     if errors:
         raise ImportRejected(errors)
     keys_after = {agent.key for agent, _, _ in plan} | (set(existing) - set(deleted))
-    return AgentsPlan(plan, deleted, keys_after)
+    return AgentsPlan(plan, deleted, keys_after, endpoints)
 
 
 _Plan = list[tuple[Agent, list[str] | None, list[str]]]
@@ -213,18 +301,23 @@ class RowWalk:
             yield where, ident, row
 
 
-def _plan(rows: Any) -> tuple[_Plan, dict[str, Agent], list[str]]:
-    existing = {a.key: a for a in Agent.objects.prefetch_related("routing_names")}
+def _plan(
+    rows: Any,
+) -> tuple[_Plan, dict[str, Agent], list[str], dict[str, EndpointRows | None]]:
+    existing = {a.key: a for a in Agent.objects.prefetch_related("routing_names", "endpoints")}
     if not isinstance(rows, list):
-        return [], existing, ["the agents must be a JSON list of agent objects"]
+        return [], existing, ["the agents must be a JSON list of agent objects"], {}
     errors: list[str] = []
     plan: _Plan = []
-    walk = RowWalk("row", "key", {*EXPORTED_FIELDS, ROUTING_NAMES_FIELD}, errors)
+    endpoints_by_key: dict[str, EndpointRows | None] = {}
+    walk = RowWalk("row", "key", {*EXPORTED_FIELDS, ROUTING_NAMES_FIELD, ENDPOINTS_FIELD}, errors)
     for where, key, row in walk.rows(rows, lambda key: isinstance(key, str) and bool(key)):
         routing_names, names_error = _routing_names(row)
         if names_error:
             errors.append(f"{where}: {names_error}")
             continue
+        endpoints, endpoint_errors = _endpoints_row(where, row)
+        errors.extend(endpoint_errors)
         agent = existing.get(key) or Agent(key=key)
         before = {name: _exported(agent, name) for name in EXPORTED_FIELDS}
         for name in EXPORTED_FIELDS:
@@ -238,7 +331,14 @@ def _plan(rows: Any) -> tuple[_Plan, dict[str, Agent], list[str]]:
         except ValidationError as exc:
             errors.extend(validation_lines(where, exc))
             continue
+        pool_errors = _pool_error(where, agent, endpoints)
+        errors.extend(pool_errors)
+        if endpoint_errors or pool_errors:
+            continue
         changed = [name for name in EXPORTED_FIELDS if _exported(agent, name) != before[name]]
+        if _endpoints_changed(agent, endpoints):
+            changed.append(ENDPOINTS_FIELD)
+        endpoints_by_key[key] = endpoints
         if (
             agent.pk is not None
             and routing_names is not None
@@ -246,7 +346,7 @@ def _plan(rows: Any) -> tuple[_Plan, dict[str, Agent], list[str]]:
         ):
             changed.append(ROUTING_NAMES_FIELD)
         plan.append((agent, routing_names, changed))
-    return plan, existing, errors
+    return plan, existing, errors, endpoints_by_key
 
 
 def _check_explicit_connect_timeout(agent: Agent, row: dict[str, Any]) -> None:
@@ -312,6 +412,8 @@ def agents_apply(plan: AgentsPlan) -> None:
         for agent in Agent.objects.filter(key__in=plan.deleted):
             agent.delete()
         _apply(plan.rows)
+        for agent, _names, _changed in plan.rows:
+            _endpoints_apply(agent, plan.endpoints.get(agent.key))
 
 
 def _apply(plan: _Plan) -> None:
