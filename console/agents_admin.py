@@ -12,7 +12,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.text import capfirst
 
-from agents.models import Agent, RoutingName, normalize_routing_name
+from agents.models import Agent, AgentEndpoint, RoutingName, normalize_routing_name
 from agents.services import agent_set_enabled, breaker_reset_request
 from agents.transfer import ROUTING_NAMES_FIELD, ImportRejected, agents_export, agents_import
 from console.agent_charts import AgentChartsMixin
@@ -54,6 +54,31 @@ class RoutingNameInline(admin.TabularInline):
     fields = ["name"]
 
 
+NO_URL_NOR_ENDPOINT = "Give the agent a URL, or at least one endpoint below."
+
+
+class EndpointFormSet(forms.BaseInlineFormSet):
+    """An agent needs its URL or at least one endpoint. (An endpoint URL twice in one agent is
+    the formset's own unique check: "Please correct the duplicate data for url.")"""
+
+    def clean(self) -> None:
+        super().clean()
+        kept = [
+            form
+            for form in self.forms
+            if not self._should_delete_form(form) and form.cleaned_data.get("url")
+        ]
+        if not kept and not self.instance.url:
+            raise forms.ValidationError(NO_URL_NOR_ENDPOINT)
+
+
+class EndpointInline(admin.TabularInline):
+    model = AgentEndpoint
+    formset = EndpointFormSet
+    extra = 0
+    fields = ["position", "url", "weight", "enabled"]
+
+
 @admin.register(Agent)
 class AgentAdmin(RecordedChanges, AgentChartsMixin, admin.ModelAdmin):
     list_display = [
@@ -62,6 +87,7 @@ class AgentAdmin(RecordedChanges, AgentChartsMixin, admin.ModelAdmin):
         "url",
         "enabled",
         "routing_names_list",
+        "endpoints_column",
         "breaker_column",
         "inflight_column",
         "traffic_column",
@@ -71,7 +97,7 @@ class AgentAdmin(RecordedChanges, AgentChartsMixin, admin.ModelAdmin):
     list_editable = ["enabled"]
     list_filter = ["enabled", "payload_format", "is_fallback_route"]
     search_fields = ["key", "name", "url", "routing_names__name"]
-    inlines = [RoutingNameInline]
+    inlines = [RoutingNameInline, EndpointInline]
     version_kind = "agent"
     actions = [
         "check_health",
@@ -100,6 +126,7 @@ class AgentAdmin(RecordedChanges, AgentChartsMixin, admin.ModelAdmin):
             },
         ),
         ("Streaming", {"fields": ["stream_idle_timeout_s", "stream_max_s"]}),
+        ("Endpoints (replicas)", {"fields": ["balance", "affinity"]}),
         ("Fallback", {"fields": ["fallback_reply", "is_fallback_route"]}),
         ("History", {"fields": ["created_at", "updated_at"]}),
     ]
@@ -111,7 +138,7 @@ class AgentAdmin(RecordedChanges, AgentChartsMixin, admin.ModelAdmin):
         return (
             super()
             .get_queryset(request)
-            .prefetch_related("routing_names")
+            .prefetch_related("routing_names", "endpoints")
             .select_related("health_result")
         )
 
@@ -134,6 +161,17 @@ class AgentAdmin(RecordedChanges, AgentChartsMixin, admin.ModelAdmin):
     def inflight_column(self, agent: Agent) -> str:
         view = self._fleet_view(agent)
         return f"{view.inflight} / {view.limit}" if view else "–"
+
+    @admin.display(description="endpoints")
+    def endpoints_column(self, agent: Agent) -> str:
+        """An agent pool's endpoints that take calls: enabled, and ejected in no live worker."""
+        endpoints = list(agent.endpoints.all())
+        if not endpoints:
+            return "1 URL"
+        view = self._fleet_view(agent)
+        ejected = view.ejected if view else set()
+        up = sum(e.enabled and i not in ejected for i, e in enumerate(endpoints))
+        return f"{up}/{len(endpoints)} up"
 
     @admin.display(description="last 5 min")
     def traffic_column(self, agent: Agent) -> str:
