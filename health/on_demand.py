@@ -18,11 +18,12 @@ from agents.models import Agent, HealthResult
 from fleet.worker_state import fleet_open_breakers
 from gateway_project.conf import gateway_settings
 from health.probes import AgentHealth, ChatProbe, new_probe_client, probe_all, probe_chat
-from runtime import AgentSpec
+from runtime import AgentSpec, agent_spec_load
 
 
 def _specs(agents: list[Agent]) -> list[AgentSpec]:
-    return [AgentSpec.from_agent(a, [r.name for r in a.routing_names.all()]) for a in agents]
+    """The agents' specs, endpoints included (prefetch AGENT_RELATIONS to spare queries)."""
+    return [agent_spec_load(a) for a in agents]
 
 
 def release_db_connection() -> None:

@@ -3,11 +3,15 @@ affinity that moves only an ejected replica's sessions, outlier ejection and ret
 injected clock, a retry that goes to another replica, and per-endpoint state in metrics."""
 
 import asyncio
+import contextlib
+import io
+import json
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from django.core.management import call_command
 
 from agents.models import AgentEndpoint
 from runtime import calls
@@ -37,14 +41,17 @@ def replicas() -> Iterator[list[FaultAgent]]:
 
 @pytest.fixture
 def make_pool(make_agent: Callable[..., Any]) -> Callable[..., Any]:
-    """An agent with endpoint rows instead of a URL: `endpoints` is a list of (url, weight)."""
+    """An agent with endpoint rows instead of a URL: `endpoints` is a list of (url, weight) or
+    (url, weight, enabled)."""
 
-    def make(endpoints: list[tuple[str, int]], key: str = "cita", **fields: Any) -> Any:
+    def make(endpoints: list[tuple[Any, ...]], key: str = "cita", **fields: Any) -> Any:
         agent = make_agent(key, url="", **fields)
 
         def add() -> None:
-            for position, (url, weight) in enumerate(endpoints):
-                AgentEndpoint.objects.create(agent=agent, url=url, weight=weight, position=position)
+            for position, (url, weight, *enabled) in enumerate(endpoints):
+                AgentEndpoint.objects.create(
+                    agent=agent, url=url, weight=weight, position=position, enabled=all(enabled)
+                )
 
         in_thread(add)
         return agent
@@ -202,6 +209,47 @@ async def test_an_edit_keeps_the_unchanged_replicas_client_and_state(gateway, ma
     )
     await _until(lambda: before.replicas[0].client.closed)  # the removed one is retired
     assert not after.replicas[0].client.closed
+
+
+async def test_health_and_check_agents_show_each_endpoint(gateway, make_pool, replicas):
+    make_pool(
+        [
+            (replicas[0].url("/ok"), 2),
+            (replicas[1].url("/ok"), 1),
+            (replicas[2].url("/ok"), 1, False),
+        ]
+    )
+    replicas[1].failing = 503
+    await gateway.post(CHAT, json=chat_body())  # loads the registry
+    response = await gateway.get("/health")
+    assert response.status_code == 200  # one endpoint up is enough to serve
+    body = response.json()
+    assert body["agents"] == {"cita": "ok"}
+    pool = body["endpoints"]["cita"]
+    assert [(e["url"], e["weight"], e["enabled"], e["status"]) for e in pool] == [
+        (replicas[0].url("/ok"), 2, True, "ok"),
+        (replicas[1].url("/ok"), 1, True, "unreachable"),
+        (replicas[2].url("/ok"), 1, False, "disabled"),
+    ]
+    assert pool[0] | {"inflight": 0, "ejections": 0, "ejected_for_s": 0.0} == pool[0]
+    assert "inflight" not in pool[2]  # disabled: no live state
+
+    report = await asyncio.to_thread(check_agents_json)
+    row = report["agents"][0]
+    assert (row["key"], row["status"], row["detail"]) == ("cita", "ok", "1/2 endpoints up")
+    assert [(e["status"], e["ejected"]) for e in row["endpoints"]] == [
+        ("ok", False),
+        ("unreachable", False),
+        ("disabled", False),
+    ]
+    assert {"url", "enabled", "latency_ms", "routing_names", "healthy"} <= set(row)
+
+
+def check_agents_json() -> dict[str, Any]:
+    out = io.StringIO()
+    with contextlib.suppress(SystemExit):
+        call_command("check_agents", "--json", stdout=out, stderr=io.StringIO())
+    return dict(json.loads(out.getvalue()))
 
 
 async def _until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
