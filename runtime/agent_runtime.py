@@ -22,14 +22,13 @@ Lifecycle, one design for every change an admin can make while calls are in flig
    or a deleted agent has no series to go stale; a worker that died stops being summed.
 """
 
-import contextlib
 from collections.abc import Collection, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 from runtime.balancer import Balancer, Endpoint
 from runtime.breaker import AsyncBreaker
-from runtime.client import AgentClient
+from runtime.client import AgentClient, ClientsLease
 from runtime.limiter import ConcurrencyLimiter
 from runtime.specs import AgentSpec, EndpointSpec, TenantSpec
 
@@ -88,10 +87,7 @@ class AgentRuntime:
         """Hold every replica's client open for one whole call, retries and backoff included."""
         if len(self.replicas) == 1:
             return self.replicas[0].client.lease()
-        stack = contextlib.ExitStack()
-        for replica in self.replicas:
-            stack.enter_context(replica.client.lease())
-        return stack
+        return ClientsLease(tuple(r.client for r in self.replicas))
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ Everything here runs on the event loop, between awaits: no locks. The clock is i
 
 import bisect
 import hashlib
+import itertools
 import math
 import random
 import time
@@ -68,8 +69,10 @@ class Balancer:
     rng: random.Random = field(default_factory=random.Random)
     _ring: list[int] = field(init=False, repr=False)
     _owners: list[Endpoint] = field(init=False, repr=False)
+    _cumulative: list[int] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        self._cumulative = list(itertools.accumulate(e.weight for e in self.endpoints))
         self._ring, self._owners = [], []
         if self.affinity == AFFINITY_SESSION:
             self._ring_build()
@@ -87,7 +90,10 @@ class Balancer:
         """The endpoint for the next attempt; `exclude` holds the endpoints this call already
         tried (a retry goes elsewhere when it can)."""
         now = self.clock()
-        candidates = [e for e in self.endpoints if e not in exclude and not e.ejected(now)]
+        if exclude:
+            candidates = [e for e in self.endpoints if e not in exclude and e.ejected_until <= now]
+        else:
+            candidates = [e for e in self.endpoints if e.ejected_until <= now]
         if not candidates:  # panic: everything left is ejected (or tried)
             candidates = [e for e in self.endpoints if e not in exclude] or list(self.endpoints)
         if len(candidates) == 1:
@@ -96,9 +102,24 @@ class Balancer:
             return self._by_session(session_id, candidates)
         if self.balance == ROUND_ROBIN:
             return self._round_robin(candidates)
-        first, second = self.rng.choices(candidates, [e.weight for e in candidates], k=2)
+        first, second = self._two_weighted(candidates)
         # Fewer in flight per unit of weight wins; a tie keeps the first pick.
         return second if second.inflight * first.weight < first.inflight * second.weight else first
+
+    def _two_weighted(self, candidates: list[Endpoint]) -> tuple[Endpoint, Endpoint]:
+        """Two independent picks, each with chance weight / total (cumulative weights cached for
+        the usual case: every endpoint a candidate)."""
+        if len(candidates) == len(self.endpoints):
+            cumulative = self._cumulative
+        else:
+            cumulative = list(itertools.accumulate(e.weight for e in candidates))
+        total = cumulative[-1]
+        random = self.rng.random
+        last = len(candidates) - 1
+        return (
+            candidates[min(bisect.bisect(cumulative, random() * total), last)],
+            candidates[min(bisect.bisect(cumulative, random() * total), last)],
+        )
 
     def home(self, session_id: int) -> Endpoint:
         """The endpoint a session hashes to with every endpoint available and none loaded."""

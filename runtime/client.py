@@ -309,3 +309,20 @@ class ClientLease:
 
     def __exit__(self, *exc_info: object) -> None:
         self._client._lease_ended()
+
+
+class ClientsLease:
+    """`with ClientsLease(clients):` holds several clients open (an agent pool's, for one call)."""
+
+    __slots__ = ("_clients",)
+
+    def __init__(self, clients: tuple[AgentClient, ...]) -> None:
+        self._clients = clients
+
+    def __enter__(self) -> None:
+        for client in self._clients:
+            client.leases += 1
+
+    def __exit__(self, *exc_info: object) -> None:
+        for client in self._clients:
+            client._lease_ended()
