@@ -14,7 +14,7 @@ import pytest
 from django.core.management import call_command
 
 from agents.models import AgentEndpoint
-from runtime import calls
+from runtime import AgentStream, agent_call, calls
 from runtime.registry import registry
 from tests.conftest import chat_body, in_thread
 from tests.fault_agent import FaultAgent, refused_url
@@ -243,6 +243,27 @@ async def test_health_and_check_agents_show_each_endpoint(gateway, make_pool, re
         ("disabled", False),
     ]
     assert {"url", "enabled", "latency_ms", "routing_names", "healthy"} <= set(row)
+
+
+async def test_a_stream_holds_its_endpoints_in_flight_count_until_it_closes(
+    gateway, make_pool, replicas
+):
+    make_pool([(a.url("/sse/3/0.05"), 1) for a in replicas[:2]])
+    await gateway.post(CHAT, json=chat_body())  # loads the registry (answered as a failure)
+    runtime = registry.snapshot.agents["cita"]
+    body = json.dumps(chat_body()).encode()
+    stream = await agent_call(
+        runtime, body, request_id="pool-stream", stream_accept="text/event-stream"
+    )
+    assert isinstance(stream, AgentStream)
+    assert sorted(r.state.inflight for r in runtime.replicas) == [0, 1]
+    assert runtime.limiter.inflight == 1
+    while await stream.next_event() is not None:
+        pass
+    assert sorted(r.state.inflight for r in runtime.replicas) == [0, 1]  # until closed
+    stream.close(completed=True)
+    assert [r.state.inflight for r in runtime.replicas] == [0, 0]
+    assert runtime.limiter.inflight == 0
 
 
 def check_agents_json() -> dict[str, Any]:
