@@ -84,10 +84,9 @@ class AgentAdmin(RecordedChanges, AgentChartsMixin, admin.ModelAdmin):
     list_display = [
         "key",
         "name",
-        "url",
+        "url_column",
         "enabled",
         "routing_names_list",
-        "endpoints_column",
         "breaker_column",
         "inflight_column",
         "traffic_column",
@@ -162,16 +161,17 @@ class AgentAdmin(RecordedChanges, AgentChartsMixin, admin.ModelAdmin):
         view = self._fleet_view(agent)
         return f"{view.inflight} / {view.limit}" if view else "–"
 
-    @admin.display(description="endpoints")
-    def endpoints_column(self, agent: Agent) -> str:
-        """An agent pool's endpoints that take calls: enabled, and ejected in no live worker."""
+    @admin.display(description="URL", ordering="url")
+    def url_column(self, agent: Agent) -> str:
+        """The agent's URL; for a pool, its endpoints that take calls ("2/3 up": enabled, and
+        ejected in no live worker)."""
         endpoints = list(agent.endpoints.all())
         if not endpoints:
-            return "1 URL"
+            return agent.url
         view = self._fleet_view(agent)
         ejected = view.ejected if view else set()
         up = sum(e.enabled and i not in ejected for i, e in enumerate(endpoints))
-        return f"{up}/{len(endpoints)} up"
+        return f"pool: {up}/{len(endpoints)} up"
 
     @admin.display(description="last 5 min")
     def traffic_column(self, agent: Agent) -> str:
