@@ -266,6 +266,37 @@ async def test_a_stream_holds_its_endpoints_in_flight_count_until_it_closes(
     assert runtime.limiter.inflight == 0
 
 
+class RecordingTrace:
+    """The request's trace as agent_call sees it: records each attempt span's URL."""
+
+    def __init__(self) -> None:
+        self.urls: list[str] = []
+
+    def attempt(self, *, url: str, **_: Any) -> Any:
+        self.urls.append(url)
+        return contextlib.nullcontext(())
+
+    def event(self, *_: Any) -> None: ...
+
+    def answered(self, *_: Any) -> None: ...
+
+    def end(self, *_: Any) -> None: ...
+
+
+async def test_each_attempts_span_names_its_endpoint(gateway, make_pool, replicas, monkeypatch):
+    monkeypatch.setattr(calls, "RETRY_BACKOFF_S", (0.0, 0.0))
+    refused, good = refused_url("/ok"), replicas[0].url("/ok")
+    make_pool([(refused, 100), (good, 1)], retries=1)
+    await gateway.post(CHAT, json=chat_body())  # loads the registry
+    runtime = registry.snapshot.agents["cita"]
+    trace = RecordingTrace()
+    body = json.dumps(chat_body()).encode()
+    reply = await agent_call(runtime, body, request_id="traced", trace=trace)  # type: ignore[arg-type]
+    assert not isinstance(reply, AgentStream) and reply.reply
+    # Nearly always the refused one first (weight 100), then the other; never one twice.
+    assert trace.urls[-1] == good and trace.urls in ([refused, good], [good])
+
+
 def check_agents_json() -> dict[str, Any]:
     out = io.StringIO()
     with contextlib.suppress(SystemExit):
