@@ -243,6 +243,8 @@ async def test_health_and_check_agents_show_each_endpoint(gateway, make_pool, re
         ("disabled", False),
     ]
     assert {"url", "enabled", "latency_ms", "routing_names", "healthy"} <= set(row)
+    table = await asyncio.to_thread(check_agents_text)
+    assert f"  {replicas[1].url('/ok')} (weight 1)  unreachable (HTTP 503)" in table
 
 
 async def test_a_stream_holds_its_endpoints_in_flight_count_until_it_closes(
@@ -295,6 +297,13 @@ async def test_each_attempts_span_names_its_endpoint(gateway, make_pool, replica
     assert not isinstance(reply, AgentStream) and reply.reply
     # Nearly always the refused one first (weight 100), then the other; never one twice.
     assert trace.urls[-1] == good and trace.urls in ([refused, good], [good])
+
+
+def check_agents_text() -> str:
+    out = io.StringIO()
+    with contextlib.suppress(SystemExit):
+        call_command("check_agents", stdout=out, stderr=io.StringIO())
+    return out.getvalue()
 
 
 def check_agents_json() -> dict[str, Any]:
