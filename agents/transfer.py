@@ -3,11 +3,13 @@ environment), shared by the management commands and the admin.
 
 A document is a list of objects with the model's field names plus `modalidades` (the routing
 names), `headers` (name -> value) and the TLS and egress fields (TRANSPORT_FIELDS), the last
-two only when they differ from the defaults, and `failover` (its failover agents' keys, in
-order) when the agent has any. Secrets (header values, the TLS client key) are exported as
-their encrypted stored form, `encrypted:<key fingerprint>:<token>`, never plain; an import
-takes either that form (readable by a configured key) or a plain value, encrypted on import.
-Import validates every row against the model and against the state the whole import
+two only when they differ from the defaults, `failover` (its failover agents' keys, in order)
+when the agent has any, and, for an agent pool, `endpoints` (a list of `{"url", "weight",
+"enabled"}`; a row with only `url` is one endpoint). Secrets (header values, the TLS client
+key) are exported as their encrypted stored form, `encrypted:<key fingerprint>:<token>`, never
+plain; an import takes either that form (readable by a configured key) or a plain value,
+encrypted on import. Import validates every row against the model and against the state the
+whole import
 would leave behind (routing names unique across agents, at most one fallback route) before it
 writes anything, then writes in one transaction. Importing the same document twice changes
 nothing the second time.
@@ -23,6 +25,7 @@ from django.db import transaction
 
 from agents.models import (
     Agent,
+    AgentEndpoint,
     AgentHeader,
     FailoverStep,
     RoutingName,
@@ -33,6 +36,7 @@ from agents.secrets import EXPORT_PREFIX, SecretUnreadable, secret_decrypt, secr
 
 ROUTING_NAMES_FIELD = "modalidades"
 FAILOVER_FIELD = "failover"
+ENDPOINTS_FIELD = "endpoints"
 HEADERS_FIELD = "headers"
 # Exported only when not the default, so rows without them (the contract's) round-trip.
 TRANSPORT_FIELDS = ("tls_verify", "tls_ca_bundle", "tls_client_cert", "tls_client_key", "proxy_url")
@@ -56,6 +60,8 @@ EXPORTED_FIELDS = (
     "stream_max_s",
     "fallback_reply",
     "is_fallback_route",
+    "balance",
+    "affinity",
 )
 # The Go gateway routed these keys by these names; a key imported from its environment for the
 # first time gets them (any other new key is routed by its own name).
@@ -103,7 +109,7 @@ def _exported(agent: Agent, name: str) -> Any:
 
 def agents_export() -> list[dict[str, Any]]:
     """Every agent as a JSON-ready object, ordered by key."""
-    agents = Agent.objects.prefetch_related("routing_names", "headers").order_by("key")
+    agents = Agent.objects.prefetch_related("routing_names", "headers", "endpoints").order_by("key")
     failover = _failover_lists()
     return [
         {
@@ -111,6 +117,7 @@ def agents_export() -> list[dict[str, Any]]:
             **_credentials_export(agent),
             ROUTING_NAMES_FIELD: sorted(r.name for r in agent.routing_names.all()),
             **_failover_export(failover.get(agent.key, [])),
+            **_endpoints_export(agent),
         }
         for agent in agents
     ]
@@ -127,6 +134,88 @@ def _credentials_export(agent: Agent) -> dict[str, Any]:
     if headers:
         row[HEADERS_FIELD] = dict(sorted(headers.items()))
     return row
+
+
+# -- endpoints (agent pools) ---------------------------------------------------------------------
+
+EndpointRows = list[tuple[str, int, bool]]  # (url, weight, enabled), in order
+
+
+def _endpoints_export(agent: Agent) -> dict[str, Any]:
+    """`endpoints` for an agent with endpoint rows; nothing for one with only its `url`."""
+    rows = [{"url": e.url, "weight": e.weight, "enabled": e.enabled} for e in agent.endpoints.all()]
+    return {ENDPOINTS_FIELD: rows} if rows else {}
+
+
+def _endpoints_row(where: str, row: dict[str, Any]) -> tuple[EndpointRows | None, list[str]]:
+    """A row's `endpoints` (None when it has none) and its errors, every one of them."""
+    if ENDPOINTS_FIELD not in row:
+        return None, []
+    raw = row[ENDPOINTS_FIELD]
+    if not isinstance(raw, list):
+        return None, [f"{where}: '{ENDPOINTS_FIELD}' must be a list of endpoint objects"]
+    errors: list[str] = []
+    endpoints: EndpointRows = []
+    seen: set[str] = set()
+    for index, item in enumerate(raw, start=1):
+        at = f"{where}: endpoint {index}"
+        if not isinstance(item, dict):
+            errors.append(f"{at}: must be an object")
+            continue
+        unknown = sorted(set(item) - {"url", "weight", "enabled"})
+        if unknown:
+            errors.append(f"{at}: unknown field(s) {', '.join(unknown)}")
+            continue
+        url, weight, enabled = item.get("url"), item.get("weight", 1), item.get("enabled", True)
+        if not isinstance(url, str) or not url:
+            errors.append(f"{at}: url: is required")
+            continue
+        if not isinstance(enabled, bool):
+            errors.append(f"{at}: enabled: must be true or false")
+            continue
+        if isinstance(weight, bool) or not isinstance(weight, int):
+            errors.append(f"{at}: weight: must be an integer from 1 to 100")
+            continue
+        try:
+            AgentEndpoint(url=url, weight=weight, enabled=enabled).clean_fields(exclude=["agent"])
+        except ValidationError as exc:
+            errors.extend(validation_lines(at, exc))
+            continue
+        if url in seen:
+            errors.append(f"{at}: url: {url} appears more than once")
+            continue
+        seen.add(url)
+        endpoints.append((url, weight, enabled))
+    return endpoints, errors
+
+
+def _endpoints_changed(agent: Agent, endpoints: EndpointRows | None) -> bool:
+    if endpoints is None or agent.pk is None:
+        return False
+    return [(e.url, e.weight, e.enabled) for e in agent.endpoints.all()] != endpoints
+
+
+def _pool_error(where: str, agent: Agent, endpoints: EndpointRows | None) -> list[str]:
+    """An agent needs its `url` or at least one endpoint."""
+    has_rows = (
+        bool(endpoints)
+        if endpoints is not None
+        else (agent.pk is not None and bool(agent.endpoints.all()))
+    )
+    if agent.url or has_rows:
+        return []
+    return [f"{where}: give 'url' or at least one entry in '{ENDPOINTS_FIELD}'"]
+
+
+def _endpoints_apply(agent: Agent, endpoints: EndpointRows | None) -> None:
+    """Replace the agent's endpoint rows with `endpoints`, when they differ."""
+    if endpoints is None or (agent.pk is not None and not _endpoints_changed(agent, endpoints)):
+        return
+    agent.endpoints.all().delete()
+    for position, (url, weight, enabled) in enumerate(endpoints):  # one by one: signals fire
+        AgentEndpoint.objects.create(
+            agent=agent, url=url, weight=weight, enabled=enabled, position=position
+        )
 
 
 def agents_from_go_env(variables: Mapping[str, str], *, timeout_s: float) -> list[dict[str, Any]]:
@@ -179,6 +268,7 @@ class AgentsPlan:
     keys_after: set[str]  # every agent's key once the import is written
     failover: dict[str, list[str]] = field(default_factory=dict)  # key -> new list, if changed
     headers: "_HeadersPlan" = field(default_factory=list)  # agents whose headers are replaced
+    endpoints: dict[str, EndpointRows | None] = field(default_factory=dict)  # by agent key
 
     @property
     def report(self) -> ImportReport:
@@ -196,7 +286,7 @@ class AgentsPlan:
 def agents_plan(rows: Any, *, prune: bool = False) -> AgentsPlan:
     """Validate `rows` against the model and the state the import leaves behind; raise
     ImportRejected listing every error."""
-    plan, existing, errors, headers = _plan(rows, prune=prune)
+    plan, existing, errors, headers, endpoints = _plan(rows, prune=prune)
     deleted = sorted(set(existing) - {agent.key for agent, _, _ in plan}) if prune else []
     if not errors:
         kept = {key: agent for key, agent in existing.items() if key not in deleted}
@@ -205,7 +295,9 @@ def agents_plan(rows: Any, *, prune: bool = False) -> AgentsPlan:
     failover = _failover_plan(rows, plan, keys_after, errors, prune=prune)
     if errors:
         raise ImportRejected(errors)
-    return AgentsPlan(plan, deleted, keys_after, failover=failover, headers=headers)
+    return AgentsPlan(
+        plan, deleted, keys_after, failover=failover, headers=headers, endpoints=endpoints
+    )
 
 
 _Plan = list[tuple[Agent, list[str] | None, list[str]]]
@@ -253,11 +345,14 @@ class RowWalk:
 
 def _plan(
     rows: Any, *, prune: bool = False
-) -> tuple[_Plan, dict[str, Agent], list[str], _HeadersPlan]:
-    existing = {a.key: a for a in Agent.objects.prefetch_related("routing_names", "headers")}
+) -> tuple[_Plan, dict[str, Agent], list[str], _HeadersPlan, dict[str, EndpointRows | None]]:
+    existing = {
+        a.key: a for a in Agent.objects.prefetch_related("routing_names", "headers", "endpoints")
+    }
     headers_plan: _HeadersPlan = []
+    endpoints_by_key: dict[str, EndpointRows | None] = {}
     if not isinstance(rows, list):
-        return [], existing, ["the agents must be a JSON list of agent objects"], headers_plan
+        return [], existing, ["the agents must be a JSON list of agent objects"], [], {}
     errors: list[str] = []
     plan: _Plan = []
     allowed = {
@@ -266,6 +361,7 @@ def _plan(
         HEADERS_FIELD,
         ROUTING_NAMES_FIELD,
         FAILOVER_FIELD,
+        ENDPOINTS_FIELD,
     }
     walk = RowWalk("row", "key", allowed, errors)
     for where, key, row in walk.rows(rows, lambda key: isinstance(key, str) and bool(key)):
@@ -273,6 +369,8 @@ def _plan(
         if names_error:
             errors.append(f"{where}: {names_error}")
             continue
+        endpoints, endpoint_errors = _endpoints_row(where, row)
+        errors.extend(endpoint_errors)
         agent = existing.get(key) or Agent(key=key)
         before = {name: _exported(agent, name) for name in EXPORTED_FIELDS}
         for name in EXPORTED_FIELDS:
@@ -290,10 +388,17 @@ def _plan(
         except ValidationError as exc:
             errors.extend(validation_lines(where, exc))
             continue
+        pool_errors = _pool_error(where, agent, endpoints)
+        errors.extend(pool_errors)
+        if endpoint_errors or pool_errors:
+            continue
         changed = [name for name in EXPORTED_FIELDS if _exported(agent, name) != before[name]]
         changed += credentials.changed
         if credentials.headers is not None:
             headers_plan.append((agent, credentials.headers))
+        if _endpoints_changed(agent, endpoints):
+            changed.append(ENDPOINTS_FIELD)
+        endpoints_by_key[key] = endpoints
         if (
             agent.pk is not None
             and routing_names is not None
@@ -301,7 +406,7 @@ def _plan(
         ):
             changed.append(ROUTING_NAMES_FIELD)
         plan.append((agent, routing_names, changed))
-    return plan, existing, errors, headers_plan
+    return plan, existing, errors, headers_plan, endpoints_by_key
 
 
 @dataclass
@@ -459,6 +564,8 @@ def agents_apply(plan: AgentsPlan) -> None:
         for agent in Agent.objects.filter(key__in=plan.deleted):
             agent.delete()
         _apply(plan.rows)
+        for agent, _names, _changed in plan.rows:
+            _endpoints_apply(agent, plan.endpoints.get(agent.key))
         _failover_apply(plan.failover)
         _headers_apply(plan.headers)
 

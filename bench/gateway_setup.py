@@ -3,7 +3,8 @@
 Run by bench/run.py as `python -m bench.gateway_setup STUB_URL DEAD_URL` with the gateway's
 environment (DATABASE_URL of a throwaway SQLite file). BENCH_TENANTS=N adds N tenant rows
 (id_empresa 1..N, the bench's own empresa among them) with a concurrency cap and a rate limit
-that the load never reaches, so every request pays the tenant accounting.
+that the load never reaches, so every request pays the tenant accounting. The agent `pooled` is
+`instant` as a pool of POOL_REPLICAS endpoints on the same stub (issue 16's CPU comparison).
 """
 
 import os
@@ -11,12 +12,14 @@ import sys
 
 import django
 
+POOL_REPLICAS = 4
+
 
 def main(stub_url: str, dead_url: str) -> None:
     django.setup()
     from django.core.management import call_command
 
-    from agents.models import Agent, RoutingName, Tenant
+    from agents.models import Agent, AgentEndpoint, RoutingName, Tenant
 
     call_command("migrate", verbosity=0, interactive=False)
     Agent.objects.all().delete()
@@ -46,6 +49,14 @@ def main(stub_url: str, dead_url: str) -> None:
     for key, fields in agents.items():
         agent = Agent.objects.create(key=key, name=key, **{**common, **fields})
         RoutingName.objects.create(agent=agent, name=key)
+    pooled = Agent.objects.create(
+        key="pooled", name="pooled", **{**common, **agents["instant"], "url": ""}
+    )
+    RoutingName.objects.create(agent=pooled, name="pooled")
+    for position in range(POOL_REPLICAS):
+        AgentEndpoint.objects.create(
+            agent=pooled, url=f"{stub_url}/instant?replica={position}", position=position
+        )
     Tenant.objects.all().delete()
     Tenant.objects.bulk_create(
         Tenant(id_empresa=n, name=f"empresa {n}", max_concurrency=10_000,

@@ -3,6 +3,7 @@
     python -m bench.inprocess [instant|delay50ms|400|breaker] [--requests N] [--rounds R]
                               [--concurrency C] [--tracing off|all|1%] [--tenants-ab]
                               [--app gateway|reference]
+                              [--pool-ab]
 
 The gateway runs in this process (one core), the agent stub in another (the other core); each
 round sends N chat requests, C at a time (16 by default), through
@@ -14,18 +15,22 @@ every request or 1 % of them): the CPU counted includes the batch processor's ex
 `--tenants-ab` loads 1,000 tenant rows (the bench's empresa among them, with a cap and a rate
 limit the load never reaches) and takes them out of the registry and back between rounds, in
 A B B A order, in this one process: the cost of the tenant accounting with the machine's drift
-paired away. `--app reference` drives the FastAPI + aiohttp reference proxy
-(bench/fastapi_ref/aiohttp_app.py) the same way, for `instant` and `delay50ms`: the same
-measure of the proxy with no features that `bench.run` compares the gateway with.
+paired away. `--pool-ab` pairs the same way the agent's spec: its one URL (A), or a pool of 4
+endpoints of weight 1 on the same stub, least in flight (B), each with its own connection pool:
+the cost of balancing, in-flight counts and outcome records per call. `--app reference` drives
+the FastAPI + aiohttp reference proxy (bench/fastapi_ref/aiohttp_app.py) the same way, for
+`instant` and `delay50ms`: the proxy with no features that `bench.run` compares the gateway with.
 """
 
 import argparse
 import asyncio
 import logging
 import os
+import statistics
 import subprocess
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +115,29 @@ def _tenants_switch() -> Any:
     return switch
 
 
+POOL_REPLICAS = 4
+
+
+def _pool_switch() -> Any:
+    """A function that makes the bench's agent a pool of POOL_REPLICAS endpoints (True) or gives
+    it back its one URL."""
+
+    from runtime import EndpointSpec, registry
+
+    snapshot = registry.snapshot
+    specs = {key: runtime.spec for key, runtime in snapshot.agents.items()}
+    single = specs["instant"]
+    pool = tuple(EndpointSpec(f"{single.url}?replica={i}") for i in range(POOL_REPLICAS))
+    pooled = replace(single, endpoints=pool)
+
+    def switch(on: bool) -> None:
+        specs["instant"] = pooled if on else single
+        registry.apply(snapshot.version, specs.values())
+        assert len(registry.snapshot.agents["instant"].replicas) == (POOL_REPLICAS if on else 1)
+
+    return switch
+
+
 async def _measure(
     application: Any,
     scenario: str,
@@ -117,6 +145,7 @@ async def _measure(
     rounds: int,
     concurrency: int,
     tenants_ab: bool = False,
+    pool_ab: bool = False,
 ) -> list[float]:
     startup: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     started = asyncio.Event()
@@ -141,7 +170,10 @@ async def _measure(
         await asyncio.gather(*(caller(total // concurrency) for _ in range(concurrency)))
 
     await burst(concurrency * 30)  # warm-up: connections, caches, the breaker opened
-    switch = _tenants_switch() if tenants_ab else None
+    switch = _tenants_switch() if tenants_ab else _pool_switch() if pool_ab else None
+    if pool_ab and switch is not None:  # warm the pool's connections too
+        switch(True)
+        await burst(concurrency * 30)
     per_request_us = []
     for round_ in range(rounds):
         if switch is not None:
@@ -154,6 +186,14 @@ async def _measure(
     return per_request_us
 
 
+def _quartet_ratios(rounds: list[float]) -> list[float]:
+    """(A + A) / (B + B) of each whole A B B A quartet: the machine's drift paired away."""
+    return [
+        (rounds[i] + rounds[i + 3]) / (rounds[i + 1] + rounds[i + 2])
+        for i in range(0, len(rounds) - 3, 4)
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("scenario", nargs="?", default="instant", choices=sorted(SCENARIOS))
@@ -163,6 +203,7 @@ def main() -> None:
     parser.add_argument("--tracing", choices=list(TRACING), default="off")
     parser.add_argument("--tenants-ab", action="store_true", help="see above; rounds: 4 or more")
     parser.add_argument("--app", choices=["gateway", "reference"], default="gateway")
+    parser.add_argument("--pool-ab", action="store_true", help="see above; rounds: 4 or more")
     args = parser.parse_args()
     if args.tenants_ab:
         os.environ["BENCH_TENANTS"] = "1000"
@@ -199,13 +240,24 @@ def main() -> None:
         rounds = uvloop.run(
             _measure(
                 application, args.scenario, args.requests, args.rounds, args.concurrency,
-                args.tenants_ab,
+                args.tenants_ab, args.pool_ab,
             )
         )  # fmt: skip
     build = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
     ).stdout.strip()
     traced = "" if args.tracing == "off" else f", tracing {args.tracing}"
+    if args.pool_ab:
+        pooled = [r for i, r in enumerate(rounds) if i % 4 in (0, 3)]
+        single = [r for i, r in enumerate(rounds) if i % 4 in (1, 2)]
+        print(
+            f"{args.scenario} @ {build or '?'}, {POOL_REPLICAS} replicas vs one URL, A B B A: "
+            f"CPU µs per request pooled {' '.join(f'{r:.1f}' for r in pooled)}; one URL "
+            f"{' '.join(f'{r:.1f}' for r in single)}; pooled / one URL (sums): "
+            f"{sum(pooled) / sum(single):.3f}; median of the quartets' ratios: "
+            f"{statistics.median(_quartet_ratios(rounds)):.3f}"
+        )
+        return
     if args.tenants_ab:
         with_ = [r for i, r in enumerate(rounds) if i % 4 in (0, 3)]
         without = [r for i, r in enumerate(rounds) if i % 4 in (1, 2)]

@@ -289,6 +289,25 @@ def tenants(bench: Bench, gateway: Server, with_tenants: Server, round_: int) ->
         )
 
 
+POOL_LOADS = (("one URL", "instant"), ("4 replicas", "pooled"))
+
+
+def pools(bench: Bench, gateway: Server, round_: int) -> None:
+    """Issue 16: the same proxied call to an agent with one URL and to one with 4 replicas on the
+    same stub (bench/gateway_setup.py), back to back on one gateway, in alternating order."""
+    loads = POOL_LOADS if round_ % 2 == 0 else POOL_LOADS[::-1]
+    for label, agent in loads:
+        scenario = f"pools: agent at once, 16 conc, {label}"
+        bench.measure(gateway, Load(scenario, CHAT_PATH, chat_body(agent), AUTH, 16))
+    single, pooled = (
+        bench.rows[(f"pools: agent at once, 16 conc, {label}", gateway.name)][-1]
+        for label, _ in POOL_LOADS
+    )
+    bench.checks["pools @16: CPU per call, 4 replicas / one URL"].append(
+        pooled.cpu_ms / single.cpu_ms
+    )
+
+
 def no_agent(bench: Bench, gateway: Server) -> None:
     """Answers that never reach an agent, at 16 concurrent."""
     hold = threading.Thread(target=_hold, args=(gateway.base + CHAT_PATH,), daemon=True)
@@ -426,10 +445,10 @@ def main() -> None:
         "--only",
         nargs="*",
         default=["compare", "noagent", "inflight", "workers"],
-        choices=["compare", "noagent", "inflight", "workers", "tenants", "tracing"],
-        help="what to measure; 'tenants' and 'tracing' are not in the default run: the gateway "
-        "with 1,000 tenant rows against none; tracing off, on for every request and on for 1 %%, "
-        "exporting to an OTLP sink",
+        choices=["compare", "noagent", "inflight", "workers", "tenants", "tracing", "pools"],
+        help="what to measure; 'tenants', 'tracing' and 'pools' are not in the default run: the "
+        "gateway with 1,000 tenant rows against none; tracing off, on for every request and on "
+        "for 1 %%, exporting to an OTLP sink; an agent of 4 replicas against one URL",
     )
     parser.add_argument(
         "--refs",
@@ -499,6 +518,8 @@ def main() -> None:
                 compare(bench, stub, [gateway, *others])
             if with_tenants is not None:
                 tenants(bench, gateway, with_tenants, round_)
+            if "pools" in args.only:
+                pools(bench, gateway, round_)
             if "noagent" in args.only:
                 no_agent(bench, gateway)
             if "workers" in args.only:

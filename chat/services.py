@@ -218,6 +218,7 @@ async def _agent_reply(
         trace=ctx.trace,
         stream_accept=stream_accept,
         deadline=deadline,
+        session_id=payload.session_id,
     )
 
 

@@ -12,7 +12,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.text import capfirst
 
-from agents.models import Agent, FailoverStep, RoutingName, normalize_routing_name
+from agents.models import Agent, AgentEndpoint, FailoverStep, RoutingName, normalize_routing_name
 from agents.services import agent_set_enabled, breaker_reset_request
 from agents.transfer import (
     HEADERS_FIELD,
@@ -91,13 +91,38 @@ class FailoverStepInline(admin.TabularInline):
     ordering = ["position", "id"]
 
 
+NO_URL_NOR_ENDPOINT = "Give the agent a URL, or at least one endpoint below."
+
+
+class EndpointFormSet(forms.BaseInlineFormSet):
+    """An agent needs its URL or at least one endpoint. (An endpoint URL twice in one agent is
+    the formset's own unique check: "Please correct the duplicate data for url.")"""
+
+    def clean(self) -> None:
+        super().clean()
+        kept = [
+            form
+            for form in self.forms
+            if not self._should_delete_form(form) and form.cleaned_data.get("url")
+        ]
+        if not kept and not self.instance.url:
+            raise forms.ValidationError(NO_URL_NOR_ENDPOINT)
+
+
+class EndpointInline(admin.TabularInline):
+    model = AgentEndpoint
+    formset = EndpointFormSet
+    extra = 0
+    fields = ["position", "url", "weight", "enabled"]
+
+
 @admin.register(Agent)
 class AgentAdmin(RecordedChanges, AgentChartsMixin, AgentCredentialsAdmin, admin.ModelAdmin):
     form = AgentCredentialsForm
     list_display = [
         "key",
         "name",
-        "url",
+        "url_column",
         "enabled",
         "routing_names_list",
         "breaker_column",
@@ -109,7 +134,7 @@ class AgentAdmin(RecordedChanges, AgentChartsMixin, AgentCredentialsAdmin, admin
     list_editable = ["enabled"]
     list_filter = ["enabled", "payload_format", "is_fallback_route", "tls_verify"]
     search_fields = ["key", "name", "url", "routing_names__name"]
-    inlines = [RoutingNameInline, AgentHeaderInline, FailoverStepInline]
+    inlines = [RoutingNameInline, EndpointInline, AgentHeaderInline, FailoverStepInline]
     version_kind = "agent"
     actions = [
         "check_health",
@@ -138,6 +163,7 @@ class AgentAdmin(RecordedChanges, AgentChartsMixin, AgentCredentialsAdmin, admin
             },
         ),
         ("Streaming", {"fields": ["stream_idle_timeout_s", "stream_max_s"]}),
+        ("Endpoints (replicas)", {"fields": ["balance", "affinity"]}),
         ("Fallback", {"fields": ["fallback_reply", "is_fallback_route"]}),
         ("History", {"fields": ["created_at", "updated_at"]}),
     ]
@@ -156,7 +182,7 @@ class AgentAdmin(RecordedChanges, AgentChartsMixin, AgentCredentialsAdmin, admin
         return (
             super()
             .get_queryset(request)
-            .prefetch_related("routing_names")
+            .prefetch_related("routing_names", "endpoints")
             .select_related("health_result")
         )
 
@@ -180,6 +206,18 @@ class AgentAdmin(RecordedChanges, AgentChartsMixin, AgentCredentialsAdmin, admin
     def inflight_column(self, agent: Agent) -> str:
         view = self._fleet_view(agent)
         return f"{view.inflight} / {view.limit}" if view else "–"
+
+    @admin.display(description="URL", ordering="url")
+    def url_column(self, agent: Agent) -> str:
+        """The agent's URL; for a pool, its endpoints that take calls ("2/3 up": enabled, and
+        ejected in no live worker)."""
+        endpoints = list(agent.endpoints.all())
+        if not endpoints:
+            return agent.url
+        view = self._fleet_view(agent)
+        ejected = view.ejected if view else set()
+        up = sum(e.enabled and i not in ejected for i, e in enumerate(endpoints))
+        return f"pool: {up}/{len(endpoints)} up"
 
     @admin.display(description="last 5 min")
     def traffic_column(self, agent: Agent) -> str:

@@ -1,4 +1,5 @@
-"""The live gauges (agent calls in flight, breaker state, concurrency limit), read from the
+"""The live gauges (agent calls in flight, breaker state, concurrency limit, a pool's ejected
+endpoints), read from the
 registry when /metrics is scraped rather than kept as prometheus Gauges.
 
 A deleted agent or a replaced breaker therefore has no series left to go stale. With
@@ -41,6 +42,10 @@ LIVE_GAUGES: dict[str, tuple[str, str]] = {
         "Circuit breaker state: 0 closed, 1 open, 2 half-open (the worst among live workers).",
         "max",
     ),
+    "gateway_endpoints_ejected": (
+        "Endpoints of an agent pool ejected now (the most among live workers; pools only).",
+        "max",
+    ),
 }
 LiveValues = dict[str, dict[str, float]]  # gauge name -> agent key -> value
 
@@ -52,6 +57,9 @@ def live_values() -> LiveValues:
         "gateway_inflight_requests": {r.key: r.limiter.inflight for r in agents},
         "gateway_agent_concurrency_limit": {r.key: r.limiter.limit for r in agents},
         "gateway_circuit_breaker_state": {r.key: STATE_VALUES[r.breaker.state] for r in agents},
+        "gateway_endpoints_ejected": {
+            r.key: r.balancer.ejected_count() for r in agents if r.balancer is not None
+        },
     }
 
 

@@ -52,6 +52,10 @@ def worker_state_collect(target: AgentRegistry) -> dict[str, Any]:
             "requests_5m": requests,
             "fallbacks_5m": fallbacks,
         }
+        if runtime.balancer is not None:
+            now = runtime.balancer.clock()
+            ejected = [e.index for e in runtime.balancer.endpoints if e.ejected(now)]
+            agents[key]["ejected"] = ejected
     snapshot = target.snapshot
     tenants = {}
     # Only the empresas with something to report: calls in flight, or answers in the window
@@ -165,6 +169,7 @@ class AgentFleetView:
     limit: int = 0
     requests_5m: int = 0
     fallbacks_5m: int = 0
+    ejected: set[int] = field(default_factory=set)  # a pool's endpoints ejected in any worker
 
     @property
     def breaker_summary(self) -> str:
@@ -239,6 +244,7 @@ def fleet_status(now: Any = None) -> dict[str, AgentFleetView]:
             view.limit += int(state.get("limit", 0))
             view.requests_5m += int(state.get("requests_5m", 0))
             view.fallbacks_5m += int(state.get("fallbacks_5m", 0))
+            view.ejected.update(int(i) for i in state.get("ejected", ()))
     return views
 
 

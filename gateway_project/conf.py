@@ -25,6 +25,7 @@ class GatewaySettings:
     drain_s: float  # GATEWAY_DRAIN_S: uvicorn's graceful-shutdown budget (runtime/drain_budget.py)
     agent_max_response_bytes: int
     agent_keepalive_connections: int
+    endpoint_ejection_base_s: float  # an agent pool's outlier ejection, first length
     tenant_fair_share: float
     chat_max_body_bytes: int
     body_read_timeout_s: float
@@ -60,6 +61,7 @@ class GatewaySettings:
             drain_s=float(settings.GATEWAY_DRAIN_S),
             agent_max_response_bytes=int(settings.AGENT_MAX_RESPONSE_BYTES),
             agent_keepalive_connections=int(settings.AGENT_KEEPALIVE_CONNECTIONS),
+            endpoint_ejection_base_s=float(settings.ENDPOINT_EJECTION_BASE_S),
             tenant_fair_share=float(settings.TENANT_FAIR_SHARE),
             chat_max_body_bytes=int(settings.CHAT_MAX_BODY_BYTES),
             body_read_timeout_s=float(settings.BODY_READ_TIMEOUT_S),

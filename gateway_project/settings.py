@@ -210,6 +210,9 @@ AGENT_MAX_RESPONSE_BYTES = env.int("AGENT_MAX_RESPONSE_BYTES", default=10 * 1024
 # Idle keep-alive connections each agent's pool keeps for reuse (at most the agent's
 # max_connections); a burst's connections beyond this are closed as they come back.
 AGENT_KEEPALIVE_CONNECTIONS = env.int("AGENT_KEEPALIVE_CONNECTIONS", default=32)
+# An agent pool's outlier ejection: 3 consecutive failures eject an endpoint for this long, times
+# the number of its recent ejections (runtime/balancer.py).
+ENDPOINT_EJECTION_BASE_S = env.float("ENDPOINT_EJECTION_BASE_S", default=30.0)
 # The share of an agent's max_concurrency one empresa (id_empresa) may hold while another empresa
 # wants a slot (runtime/limiter.py); 1 turns fair sharing off.
 TENANT_FAIR_SHARE = env.float("TENANT_FAIR_SHARE", default=0.5)

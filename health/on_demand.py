@@ -22,7 +22,8 @@ from runtime import AgentSpec, agent_spec_load
 
 
 def _specs(agents: list[Agent]) -> list[AgentSpec]:
-    """As the serving processes build them: a test message carries the agent's headers and TLS."""
+    """As the serving processes build them (prefetch AGENT_RELATIONS to spare queries): a test
+    message carries the agent's headers and TLS, and the endpoints are included."""
     return [agent_spec_load(a) for a in agents]
 
 

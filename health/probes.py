@@ -1,13 +1,16 @@
 """Agent health probes, shared by GET /health and `manage.py check_agents`.
 
 All agents are probed in parallel under one deadline, on one shared httpx client; a probe that
-has not answered by then is `unreachable`, so the whole check ends within the timeout.
+has not answered by then is `unreachable`, so the whole check ends within the timeout. An agent
+pool's enabled endpoints are probed each (the health URL's path on the endpoint's host), and the
+agent is `ok` while at least one of them is.
 """
 
 import asyncio
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -26,11 +29,25 @@ OK, DISABLED, UNREACHABLE, NO_URL, CIRCUIT_OPEN = (
 
 
 @dataclass(frozen=True, slots=True)
+class EndpointHealth:
+    """One endpoint of an agent pool, as its probe found it."""
+
+    index: int  # its position among the agent's endpoints
+    url: str
+    weight: int
+    enabled: bool
+    status: str
+    latency_ms: float | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class AgentHealth:
     key: str
     status: str
     latency_ms: float | None = None
     detail: str = ""
+    endpoints: tuple[EndpointHealth, ...] = ()  # an agent pool's, each probed
 
     @property
     def healthy(self) -> bool:
@@ -59,15 +76,52 @@ async def probe_agent(
         return AgentHealth(spec.key, NO_URL)
     if breaker_state == OPEN:
         return AgentHealth(spec.key, CIRCUIT_OPEN)
+    if len(spec.endpoints) > 1:
+        return await _probe_pool(spec, client, timeout_s=timeout_s)
+    status, latency, detail = await _probe_url(spec.health_url, client, timeout_s=timeout_s)
+    return AgentHealth(spec.key, status, latency, detail)
+
+
+async def _probe_url(
+    url: str, client: httpx.AsyncClient, *, timeout_s: float
+) -> tuple[str, float | None, str]:
     started = time.perf_counter()
     try:
-        response = await client.get(spec.health_url, timeout=timeout_s)
+        response = await client.get(url, timeout=timeout_s)
     except httpx.HTTPError as exc:
-        return AgentHealth(spec.key, UNREACHABLE, _ms_since(started), type(exc).__name__)
+        return UNREACHABLE, _ms_since(started), type(exc).__name__
     latency = _ms_since(started)
     if response.is_success:
-        return AgentHealth(spec.key, OK, latency)
-    return AgentHealth(spec.key, UNREACHABLE, latency, f"HTTP {response.status_code}")
+        return OK, latency, ""
+    return UNREACHABLE, latency, f"HTTP {response.status_code}"
+
+
+def endpoint_health_url(spec: AgentSpec, url: str) -> str:
+    """An endpoint's health URL: the agent's health URL's path on the endpoint's host."""
+    endpoint, health = urlsplit(url), urlsplit(spec.health_url)
+    return health._replace(scheme=endpoint.scheme, netloc=endpoint.netloc).geturl()
+
+
+async def _probe_pool(
+    spec: AgentSpec, client: httpx.AsyncClient, *, timeout_s: float
+) -> AgentHealth:
+    enabled = [(i, e) for i, e in enumerate(spec.endpoints) if e.enabled]
+    probes = await asyncio.gather(
+        *(_probe_url(endpoint_health_url(spec, e.url), client, timeout_s=timeout_s)
+          for _, e in enabled)
+    )  # fmt: skip
+    found = dict(zip((i for i, _ in enabled), probes, strict=True))
+    endpoints = tuple(
+        EndpointHealth(i, e.url, e.weight, e.enabled, *found.get(i, (DISABLED, None, "")))
+        for i, e in enumerate(spec.endpoints)
+    )
+    up = [h for h in endpoints if h.status == OK]
+    detail = f"{len(up)}/{len(enabled)} endpoints up"
+    if not enabled:
+        return AgentHealth(spec.key, DISABLED, None, "no endpoint enabled", endpoints)
+    if up:
+        return AgentHealth(spec.key, OK, min(h.latency_ms or 0.0 for h in up), detail, endpoints)
+    return AgentHealth(spec.key, UNREACHABLE, None, detail, endpoints)
 
 
 async def probe_all(

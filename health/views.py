@@ -2,6 +2,7 @@
 
 import asyncio
 import functools
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -18,7 +19,7 @@ from fleet.sync import registry_sync, worker_state
 from gateway_project.conf import gateway_settings
 from health.cache import health_cache
 from health.probes import AgentHealth, new_probe_client, probe_all
-from runtime import AgentSpec, draining, registry
+from runtime import AgentRuntime, AgentSpec, draining, registry
 
 _probe_clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
 
@@ -68,7 +69,43 @@ async def health_full(request: HttpRequest) -> HttpResponse:
     failover = {r.key: list(r.spec.failover) for r in runtimes if r.spec.failover}
     if failover:  # agent key -> its failover agents, in order (only agents that have some)
         body["failover"] = failover
+    pools = _pools(runtimes, results)
+    if pools:
+        body["endpoints"] = pools
     return json_response(200 if healthy else 503, body)
+
+
+def _pools(
+    runtimes: list[AgentRuntime], results: Mapping[str, AgentHealth]
+) -> dict[str, list[dict[str, Any]]]:
+    """Per agent pool, each endpoint: its row, its probe, and this process's live state (calls
+    in flight, consecutive failures, ejections, seconds left of its ejection)."""
+    pools = {}
+    for runtime in runtimes:
+        health = results.get(runtime.key)
+        if health is None or not health.endpoints:
+            continue
+        live = {replica.state.index: replica.state for replica in runtime.replicas}
+        now = runtime.balancer.clock() if runtime.balancer is not None else time.monotonic()
+        rows = []
+        for endpoint in health.endpoints:
+            state = live.get(endpoint.index)
+            row: dict[str, Any] = {
+                "url": endpoint.url,
+                "weight": endpoint.weight,
+                "enabled": endpoint.enabled,
+                "status": endpoint.status,
+            }
+            if state is not None:
+                row |= {
+                    "inflight": state.inflight,
+                    "failures": state.failures,
+                    "ejections": state.ejections,
+                    "ejected_for_s": round(max(0.0, state.ejected_until - now), 1),
+                }
+            rows.append(row)
+        pools[runtime.key] = rows
+    return pools
 
 
 async def _probe_round(

@@ -1,5 +1,6 @@
-"""The upstream runtime: per agent a pooled HTTP client, a breaker and a concurrency limit, held in
-a registry the hot path reads without I/O, and the policy of one call (deadline, retry, breaker).
+"""The upstream runtime: a pooled HTTP client per agent endpoint, and per agent a balancer over
+them, a breaker and a concurrency limit, held in a registry the hot path reads without I/O, and
+the policy of one call (deadline, endpoint, retry, breaker).
 
 Other rooms use these names only; the modules behind them are the runtime's own.
 """

@@ -19,10 +19,11 @@ Everything here runs on the event loop, between awaits: no locks. The clock is i
 
 import bisect
 import hashlib
+import itertools
 import math
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 LEAST_INFLIGHT = "least_inflight"
@@ -68,42 +69,68 @@ class Balancer:
     rng: random.Random = field(default_factory=random.Random)
     _ring: list[int] = field(init=False, repr=False)
     _owners: list[Endpoint] = field(init=False, repr=False)
+    _cumulative: list[int] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        self._cumulative = list(itertools.accumulate(e.weight for e in self.endpoints))
+        self._ring, self._owners = [], []
+        if self.affinity == AFFINITY_SESSION:
+            self._ring_build()
+
+    def _ring_build(self) -> None:
         points = sorted(
-            (_hash(f"{endpoint.url}#{replica}"), endpoint.index)
-            for endpoint in self.endpoints
+            (_hash(f"{endpoint.url}#{replica}"), position)
+            for position, endpoint in enumerate(self.endpoints)
             for replica in range(VIRTUAL_NODES * max(endpoint.weight, 1))
         )
-        by_index = {endpoint.index: endpoint for endpoint in self.endpoints}
         self._ring = [point for point, _ in points]
-        self._owners = [by_index[index] for _, index in points]
+        self._owners = [self.endpoints[position] for _, position in points]
 
-    def pick(
-        self, session_id: int | None = None, exclude: frozenset[int] = frozenset()
-    ) -> Endpoint:
-        """The endpoint for the next attempt; `exclude` holds the indexes this call already tried
-        (a retry goes elsewhere when it can)."""
+    def pick(self, session_id: int | None = None, exclude: Collection[Endpoint] = ()) -> Endpoint:
+        """The endpoint for the next attempt; `exclude` holds the endpoints this call already
+        tried (a retry goes elsewhere when it can)."""
         now = self.clock()
-        candidates = [e for e in self.endpoints if e.index not in exclude and not e.ejected(now)]
+        if exclude:
+            candidates = [e for e in self.endpoints if e not in exclude and e.ejected_until <= now]
+        else:
+            candidates = [e for e in self.endpoints if e.ejected_until <= now]
         if not candidates:  # panic: everything left is ejected (or tried)
-            candidates = [e for e in self.endpoints if e.index not in exclude] or list(
-                self.endpoints
-            )
+            candidates = [e for e in self.endpoints if e not in exclude] or list(self.endpoints)
         if len(candidates) == 1:
             return candidates[0]
         if self.affinity == AFFINITY_SESSION and session_id is not None:
             return self._by_session(session_id, candidates)
         if self.balance == ROUND_ROBIN:
             return self._round_robin(candidates)
-        first, second = self.rng.choices(candidates, [e.weight for e in candidates], k=2)
+        first, second = self._two_weighted(candidates)
         # Fewer in flight per unit of weight wins; a tie keeps the first pick.
         return second if second.inflight * first.weight < first.inflight * second.weight else first
 
+    def _two_weighted(self, candidates: list[Endpoint]) -> tuple[Endpoint, Endpoint]:
+        """Two independent picks, each with chance weight / total (cumulative weights cached for
+        the usual case: every endpoint a candidate)."""
+        if len(candidates) == len(self.endpoints):
+            cumulative = self._cumulative
+        else:
+            cumulative = list(itertools.accumulate(e.weight for e in candidates))
+        total = cumulative[-1]
+        random = self.rng.random
+        last = len(candidates) - 1
+        return (
+            candidates[min(bisect.bisect(cumulative, random() * total), last)],
+            candidates[min(bisect.bisect(cumulative, random() * total), last)],
+        )
+
     def home(self, session_id: int) -> Endpoint:
         """The endpoint a session hashes to with every endpoint available and none loaded."""
+        if not self._ring:
+            self._ring_build()
         index = bisect.bisect(self._ring, _hash(str(session_id))) % len(self._ring)
         return self._owners[index]
+
+    def ejected_count(self) -> int:
+        now = self.clock()
+        return sum(e.ejected(now) for e in self.endpoints)
 
     def record(self, endpoint: Endpoint, *, ok: bool) -> bool:
         """Count an attempt's outcome; True when this failure ejected the endpoint."""
@@ -127,14 +154,16 @@ class Balancer:
         return True
 
     def _by_session(self, session_id: int, candidates: list[Endpoint]) -> Endpoint:
-        allowed = {e.index for e in candidates}
+        if not self._ring:
+            self._ring_build()
+        allowed = set(candidates)
         total_weight = sum(e.weight for e in candidates)
         load = sum(e.inflight for e in candidates) + 1
         start = bisect.bisect(self._ring, _hash(str(session_id)))
         fallback: Endpoint | None = None
         for step in range(len(self._ring)):
             endpoint = self._owners[(start + step) % len(self._ring)]
-            if endpoint.index not in allowed:
+            if endpoint not in allowed:
                 continue
             fallback = fallback or endpoint
             bound = math.ceil(LOAD_FACTOR * load * endpoint.weight / total_weight)

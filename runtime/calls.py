@@ -16,7 +16,7 @@ import aiohttp
 
 from agents.models import RetryOn
 from observability.context import RequestTrace, TraceHeaders
-from runtime.agent_runtime import AgentRuntime
+from runtime.agent_runtime import AgentRuntime, Replica
 from runtime.client import AgentReply
 from runtime.errors import (
     AgentBusyError,
@@ -26,6 +26,7 @@ from runtime.errors import (
     NotSentConnectionError,
     RetryableConnectionError,
 )
+from runtime.pool_metrics import OK, attempt_ended
 from runtime.specs import AgentSpec
 from runtime.streams import AgentStream, stream_first_event
 
@@ -43,12 +44,14 @@ async def agent_call(
     trace: RequestTrace | None = None,
     stream_accept: str | None = None,
     deadline: float | None = None,
+    session_id: int | None = None,
 ) -> AgentReply | AgentStream:
     """`tenant` (the empresa) is who the call's concurrency slot counts for
     (runtime/limiter.py); `extra_headers` go on every attempt (the caller's trace context);
     `before_send` runs once the call is let through (breaker and concurrency limit); `trace`
     (the request's recorded span, tracing on) gets a client span per attempt, whose traceparent
-    replaces the caller's.
+    replaces the caller's. `session_id` keeps a session on one endpoint of an agent with
+    session affinity.
 
     `stream_accept`: the caller's Accept on a streaming request. An agent that streams gives an
     AgentStream whose first event arrived within the deadline; it holds the call's slot, breaker
@@ -57,7 +60,7 @@ async def agent_call(
     `deadline` (loop time): an earlier end than `timeout_s` from now (a failover agent's call
     ends with the request's deadline: chat/failover.py)."""
     spec = runtime.spec
-    if not spec.enabled:
+    if not spec.enabled or not runtime.replicas:  # no endpoint enabled: as good as disabled
         raise AgentDisabledError(spec.key)
     started = asyncio.get_running_loop().time()
     own = started + spec.timeout_s
@@ -81,16 +84,17 @@ async def agent_call(
     try:
         if before_send is not None:
             before_send()
-        with runtime.client.lease():
+        with runtime.lease():
             reply = await _attempts(
                 runtime, body, request_id=request_id, started=started, deadline=deadline,
+                session_id=session_id,
                 extra=extra_headers, trace=trace, stream_accept=stream_accept,
             )  # fmt: skip
             if isinstance(reply, AgentStream):
                 reply.hold(runtime, permit, tenant)
                 streaming = True
     except AgentError as exc:
-        if exc.counts_as_failure:
+        if exc.counts_as_failure and runtime.failing_as_a_whole():
             breaker.record_failure(permit)
         raise
     else:
@@ -116,6 +120,7 @@ async def _attempts(
     request_id: str,
     started: float,
     deadline: float,
+    session_id: int | None = None,
     extra: tuple[tuple[str, str], ...] = (),
     trace: RequestTrace | None = None,
     stream_accept: str | None = None,
@@ -123,25 +128,26 @@ async def _attempts(
     """Attempt n (1 for the first) goes out as `X-Gateway-Attempt: n`, counting attempts that
     never reached the agent; every attempt carries the request id as its `Idempotency-Key`.
     `deadline` (loop time) is the call's: `timeout_s` from its start (`started`) or earlier,
-    any wait for a slot included; an event stream's first event must arrive within it too."""
+    any wait for a slot included; an event stream's first event must arrive within it too. Each
+    attempt goes to the endpoint the balancer picks (by `session_id` with affinity), a retry to
+    one not yet tried."""
     spec = runtime.spec
-    client = runtime.client
     last = spec.retries + 1
+    tried: list[Replica] = []
     try:
         async with asyncio.timeout_at(deadline):
             for attempt in range(1, last + 1):
+                replica = runtime.pick(session_id, tried)
                 try:
-                    with _attempt_span(trace, runtime, attempt, deadline, extra) as headers:
-                        answer = await client.post_json(
-                            body, request_id=request_id, attempt=attempt, extra_headers=headers,
-                            stream_accept=stream_accept,
-                        )  # fmt: skip
-                        if isinstance(answer, aiohttp.ClientResponse):
-                            return await stream_first_event(runtime, answer, started=started)
-                        return answer
+                    return await _attempt(
+                        runtime, replica, body, request_id=request_id, attempt=attempt,
+                        started=started, deadline=deadline, extra=extra, trace=trace,
+                        stream_accept=stream_accept,
+                    )  # fmt: skip
                 except RetryableConnectionError as exc:
                     if attempt == last or not _may_retry(spec, exc):
                         raise
+                    tried.append(replica)
                     await asyncio.sleep(random.uniform(*RETRY_BACKOFF_S))
     except TimeoutError as exc:
         limit = min(spec.timeout_s, deadline - started)
@@ -149,9 +155,54 @@ async def _attempts(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+async def _attempt(
+    runtime: AgentRuntime,
+    replica: Replica,
+    body: bytes,
+    *,
+    request_id: str,
+    attempt: int,
+    started: float,
+    deadline: float,
+    extra: TraceHeaders,
+    trace: RequestTrace | None,
+    stream_accept: str | None,
+) -> AgentReply | AgentStream:
+    """One attempt on `replica`; in a pool, counted in its in-flight and its outcome recorded
+    for outlier ejection (an open stream keeps both until it closes)."""
+    pooled = runtime.balancer is not None
+    if pooled:
+        replica.state.inflight += 1
+    outcome, ok = "cancelled", None
+    answer: AgentReply | AgentStream | None = None
+    try:
+        with _attempt_span(trace, runtime, replica, attempt, deadline, extra) as headers:
+            response = await replica.client.post_json(
+                body, request_id=request_id, attempt=attempt, extra_headers=headers,
+                stream_accept=stream_accept,
+            )  # fmt: skip
+            if isinstance(response, aiohttp.ClientResponse):
+                answer = await stream_first_event(runtime, replica, response, started=started)
+            else:
+                answer = response
+        outcome, ok = OK, True
+        return answer
+    except AgentError as exc:
+        outcome, ok = exc.reason, (False if exc.counts_as_failure else None)
+        raise
+    except asyncio.CancelledError:
+        if asyncio.get_running_loop().time() >= deadline:  # the call's deadline, not the caller
+            outcome, ok = AgentTimeoutError.reason, False
+        raise
+    finally:
+        if pooled and not isinstance(answer, AgentStream):  # else the stream ends it
+            attempt_ended(runtime, replica, outcome, ok)
+
+
 def _attempt_span(
     trace: RequestTrace | None,
     runtime: AgentRuntime,
+    replica: Replica,
     attempt: int,
     deadline: float,
     extra: TraceHeaders,
@@ -161,7 +212,7 @@ def _attempt_span(
         return nullcontext(extra)
     return trace.attempt(
         agent=runtime.key,
-        url=runtime.client.url,
+        url=replica.url,
         attempt=attempt,
         breaker_state=runtime.breaker.state,
         deadline=deadline,

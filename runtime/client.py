@@ -1,4 +1,4 @@
-"""AgentClient: one pooled aiohttp session per agent, and the one place the HTTP library's
+"""AgentClient: one pooled aiohttp session per agent endpoint, and the one place the HTTP library's
 errors become AgentErrors (`map_agent_errors`).
 
 `post_json` makes a single attempt and returns the parsed reply or raises an AgentCallError; for
@@ -144,10 +144,13 @@ def _transport_tls(spec: AgentSpec) -> tuple[ssl.SSLContext | None, str]:
 
 
 class AgentClient:
-    def __init__(self, spec: AgentSpec, *, user_agent: str, max_response_bytes: int) -> None:
-        self.url = spec.url
+    def __init__(
+        self, spec: AgentSpec, url: str | None = None, *, user_agent: str, max_response_bytes: int
+    ) -> None:
+        """`url`: the endpoint this client posts to (default: the agent's first, `spec.url`)."""
+        self.url = spec.url if url is None else url
         self.max_response_bytes = max_response_bytes
-        self._target = URL(spec.url)
+        self._target = URL(self.url)
         self._headers = {
             # The agent's own headers (credentials) first: the gateway's below win, and a name
             # the gateway sets itself never comes from the agent's row (agents.models refuses
@@ -331,3 +334,20 @@ class ClientLease:
 
     def __exit__(self, *exc_info: object) -> None:
         self._client._lease_ended()
+
+
+class ClientsLease:
+    """`with ClientsLease(clients):` holds several clients open (an agent pool's, for one call)."""
+
+    __slots__ = ("_clients",)
+
+    def __init__(self, clients: tuple[AgentClient, ...]) -> None:
+        self._clients = clients
+
+    def __enter__(self) -> None:
+        for client in self._clients:
+            client.leases += 1
+
+    def __exit__(self, *exc_info: object) -> None:
+        for client in self._clients:
+            client._lease_ended()

@@ -18,7 +18,8 @@ from types import MappingProxyType
 from agents.models import normalize_routing_name
 from gateway_project.conf import gateway_settings
 from observability.logs import log_secrets_add
-from runtime.agent_runtime import AgentRuntime, TenantRuntime
+from runtime.agent_runtime import AgentRuntime, Replica, TenantRuntime
+from runtime.balancer import Balancer, Endpoint, OutlierPolicy
 from runtime.breaker import AsyncBreaker
 from runtime.client import AgentClient
 from runtime.drain_budget import DrainWatch
@@ -127,11 +128,12 @@ class AgentRegistry:
             fallback=fallback,
             tenants=MappingProxyType(tenants),
         )
-        live_clients = {id(r.client) for r in agents.values()}
+        live_clients = {id(p.client) for r in agents.values() for p in r.replicas}
         live_breakers = {id(r.breaker) for r in agents.values()}
         for old in current.agents.values():
-            if id(old.client) not in live_clients:
-                self._retire(old.client)
+            for replica in old.replicas:
+                if id(replica.client) not in live_clients:
+                    self._retire(replica.client)
             if id(old.breaker) not in live_breakers:
                 old.breaker.retire()
         if current.version != version:
@@ -144,15 +146,9 @@ class AgentRegistry:
     def _build(self, spec: AgentSpec, old: AgentRuntime | None) -> AgentRuntime:
         if old is not None and old.spec == spec:
             return old
-        if old is not None and old.spec.transport_config() == spec.transport_config():
-            client = old.client
-        else:
-            client = AgentClient(
-                spec,
-                user_agent=gateway_settings.user_agent,
-                max_response_bytes=gateway_settings.agent_max_response_bytes,
-            )
-        if old is not None and old.spec.url == spec.url:
+        replicas = _replicas_build(spec, old)
+        urls = {e.url for e in spec.endpoints}
+        if old is not None and urls & {e.url for e in old.spec.endpoints}:
             breaker = old.breaker
             breaker.configure(fail_max=spec.breaker_fail_max, reset_s=spec.breaker_reset_s)
         else:
@@ -164,7 +160,22 @@ class AgentRegistry:
             )
         limiter = old.limiter if old is not None else ConcurrencyLimiter(spec.max_concurrency)
         limiter.limit = spec.max_concurrency
-        return AgentRuntime(spec=spec, client=client, breaker=breaker, limiter=limiter)
+        balancer = None
+        if len(replicas) > 1:
+            balancer = Balancer(
+                [r.state for r in replicas],
+                balance=spec.balance,
+                affinity=spec.affinity,
+                policy=OutlierPolicy(base_s=gateway_settings.endpoint_ejection_base_s),
+            )
+        return AgentRuntime(
+            spec=spec,
+            replicas=replicas,
+            breaker=breaker,
+            limiter=limiter,
+            balancer=balancer,
+            _by_state={r.state: r for r in replicas},
+        )
 
     def _retire(self, client: AgentClient) -> None:
         # No running loop (a management command): nothing was ever sent on it.
@@ -174,7 +185,9 @@ class AgentRegistry:
     async def aclose(self) -> None:
         """Close every client (shutdown, after the server drained its requests)."""
         snapshot, self._snapshot = self._snapshot, RegistrySnapshot()
-        await asyncio.gather(*(r.client.aclose() for r in snapshot.agents.values()))
+        await asyncio.gather(
+            *(p.client.aclose() for r in snapshot.agents.values() for p in r.replicas)
+        )
 
     def clear(self) -> None:
         """Forget everything (tests)."""
@@ -185,6 +198,32 @@ class AgentRegistry:
 
 def _secrets(spec: AgentSpec) -> list[str]:
     return [value for _, value in spec.headers] + [spec.tls.client_key]
+
+
+def _replicas_build(spec: AgentSpec, old: AgentRuntime | None) -> tuple[Replica, ...]:
+    """The enabled endpoints, each keeping its old client and live state (in flight, ejection
+    record) when its URL and the agent's transport fields are unchanged."""
+    kept: dict[str, Replica] = {}
+    if old is not None and old.spec.transport_config() == spec.transport_config():
+        kept = {r.url: r for r in old.replicas}
+    replicas = []
+    for index, endpoint in enumerate(spec.endpoints):
+        if not endpoint.enabled:
+            continue
+        previous = kept.get(endpoint.url)
+        if previous is not None:
+            client, state = previous.client, previous.state
+            state.index, state.weight = index, endpoint.weight
+        else:
+            client = AgentClient(
+                spec,
+                endpoint.url,
+                user_agent=gateway_settings.user_agent,
+                max_response_bytes=gateway_settings.agent_max_response_bytes,
+            )
+            state = Endpoint(index, endpoint.url, endpoint.weight)
+        replicas.append(Replica(spec=endpoint, client=client, state=state))
+    return tuple(replicas)
 
 
 def _tenant_build(

@@ -105,9 +105,9 @@ class AgentSpec:
         )
 
     def transport_config(self) -> tuple[object, ...]:
-        """The fields the HTTP client is built from; a change in any of them needs a new client."""
+        """The agent-wide fields its endpoints' HTTP clients are built from (with each endpoint's
+        URL); a change in any of them needs new clients."""
         return (
-            self.url,
             self.timeout_s,
             self.connect_timeout_s,
             self.max_connections,

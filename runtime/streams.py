@@ -10,10 +10,11 @@ whole event (up to a blank line) at a time, its bytes as the agent sent them. De
 - once the process drains (SIGTERM), at most GATEWAY_DRAIN_S - STREAM_DRAIN_MARGIN_S from the
   signal, so a stream's last event goes out before uvicorn cuts what is left.
 
-Lifecycle: `agent_call` hands an open stream the call's concurrency slot, a lease on its client and
-its breaker permit (`hold`); `close` gives them back and settles the breaker once: a success when
-the agent ended the stream, a failure when it broke it (timeout, connection, an event over the
-size cap), neither when the caller left or the drain ended it.
+Lifecycle: `agent_call` hands an open stream the call's concurrency slot, a lease on its endpoint's
+client and its breaker permit (`hold`); `close` gives them back and settles the breaker (and, in a
+pool, the endpoint's in-flight count and outlier record) once: a success when the agent ended the
+stream, a failure when it broke it (timeout, connection, an event over the size cap), neither when
+the caller left or the drain ended it.
 """
 
 import asyncio
@@ -24,7 +25,7 @@ from collections.abc import Hashable
 import aiohttp
 
 from gateway_project.conf import gateway_settings
-from runtime.agent_runtime import AgentRuntime
+from runtime.agent_runtime import AgentRuntime, Replica
 from runtime.breaker import Permit
 from runtime.client import AgentReply, ClientLease, map_agent_errors
 from runtime.draining import draining
@@ -35,6 +36,7 @@ from runtime.errors import (
     AgentTimeoutError,
     StreamDrainedError,
 )
+from runtime.pool_metrics import OK, attempt_ended
 
 STREAM_DRAIN_MARGIN_S = 1.0
 # An event ends at a blank line: two line ends in a row (CRLF, LF, or a CR not followed by LF).
@@ -52,6 +54,7 @@ class AgentStream:
         "_idle_s",
         "_last_at",
         "_max_event_bytes",
+        "_replica",
         "_response",
         "_scanned",
         "_total_at",
@@ -60,10 +63,16 @@ class AgentStream:
     )
 
     def __init__(
-        self, response: aiohttp.ClientResponse, *, started: float, max_event_bytes: int
+        self,
+        response: aiohttp.ClientResponse,
+        replica: Replica,
+        *,
+        started: float,
+        max_event_bytes: int,
     ) -> None:
-        """`started`: the call's start, loop time."""
+        """`started`: the call's start, loop time; `replica`: the endpoint it comes from."""
         self._response = response
+        self._replica = replica
         self._buffer = bytearray()
         self._scanned = 0
         self._eof = False
@@ -101,9 +110,9 @@ class AgentStream:
         return self._total_at
 
     def hold(self, runtime: AgentRuntime, permit: Permit, tenant: Hashable) -> None:
-        """Take over the call's slot and breaker permit, and a lease on its client, until
-        `close`."""
-        lease = runtime.client.lease()
+        """Take over the call's slot and breaker permit, and a lease on its endpoint's client,
+        until `close`."""
+        lease = self._replica.client.lease()
         lease.__enter__()
         self._held = (runtime, permit, tenant, lease)
         _open.add(self)
@@ -138,10 +147,12 @@ class AgentStream:
             return
         _open.discard(self)
         runtime, permit, tenant, lease = held
+        outcome = {True: OK, False: "stream_failed", None: "stream_left"}[completed]
+        attempt_ended(runtime, self._replica, outcome, completed)
         try:
             if completed is True:
                 runtime.breaker.record_success(permit)
-            elif completed is False:
+            elif completed is False and runtime.failing_as_a_whole():
                 runtime.breaker.record_failure(permit)
         finally:
             lease.__exit__(None, None, None)
@@ -196,13 +207,13 @@ class AgentStream:
 
 
 async def stream_first_event(
-    runtime: AgentRuntime, response: aiohttp.ClientResponse, *, started: float
+    runtime: AgentRuntime, replica: Replica, response: aiohttp.ClientResponse, *, started: float
 ) -> "AgentStream | AgentReply":
     """The agent's event stream once its first event is in (the caller's deadline bounds the
     wait); an empty reply when the agent ended the stream without any."""
     spec = runtime.spec
     stream = AgentStream(
-        response, started=started, max_event_bytes=runtime.client.max_response_bytes
+        response, replica, started=started, max_event_bytes=replica.client.max_response_bytes
     )
     if await stream.start(idle_s=spec.stream_idle_timeout_s, max_s=spec.stream_max_s):
         return stream

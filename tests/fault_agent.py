@@ -32,6 +32,9 @@ Each request's path picks a behaviour, so one server serves every fault at once:
     /sse_next         /sse/<the next entry of `sse_script`>, popped per request
     /health           200 {"status": "ok"}  (GET)
 
+Set `failing` to a status (e.g. 503) and every request, /health included, gets it: a replica
+gone bad; 0 (the default) brings it back.
+
 Observations (thread-safe): `requests` (path, headers, JSON body) in order, `connections_opened`,
 `connections_closed_by_peer` (the gateway hung up on us: how cancellation is seen), `sse_sent`
 (the monotonic time each event was written) and `peer_closed_at` (when the gateway hung up).
@@ -89,6 +92,7 @@ class FaultAgent:
     connections_opened: int = 0
     connections_closed_by_peer: int = 0
     flap_counts: dict[str, int] = field(default_factory=dict)
+    failing: int = 0
     sse_sent: list[float] = field(default_factory=list)
     sse_script: list[str] = field(default_factory=list)
     peer_closed_at: list[float] = field(default_factory=list)
@@ -215,6 +219,8 @@ class FaultAgent:
         path = request.path
         parts = path.strip("/").split("/")
         name = parts[0]
+        if self.failing:
+            return await self._send_json(writer, self.failing, {"error": "failing"})
         if name == "health":
             return await self._send_json(writer, 200, {"status": "ok"})
         if name == "slow":

@@ -43,6 +43,12 @@ def agent_form(agent: Agent, **overrides: Any) -> dict[str, Any]:
         "routing_names-INITIAL_FORMS": len(names),
         "routing_names-MIN_NUM_FORMS": 0,
         "routing_names-MAX_NUM_FORMS": 1000,
+        "balance": agent.balance,
+        "affinity": agent.affinity,
+        "endpoints-TOTAL_FORMS": 0,
+        "endpoints-INITIAL_FORMS": 0,
+        "endpoints-MIN_NUM_FORMS": 0,
+        "endpoints-MAX_NUM_FORMS": 1000,
     }
     for index, routing_name in enumerate(names):
         data[f"routing_names-{index}-id"] = routing_name.pk

@@ -269,3 +269,81 @@ def test_stream_limits_are_exported_and_imported(tmp_path: Path) -> None:
     assert (cita["stream_idle_timeout_s"], cita["stream_max_s"]) == (5, 60)
     errors = rejected(tmp_path, [{"key": "cita", "stream_max_s": 0}])
     assert "row 1 (cita): stream_max_s: Must be at least 1 s" in errors
+
+
+POOL = [
+    {"url": "http://10.0.0.1:8000/chat", "weight": 3, "enabled": True},
+    {"url": "http://10.0.0.2:8000/chat", "weight": 1, "enabled": False},
+]
+
+
+def test_a_pool_is_exported_with_its_endpoints_and_round_trips(tmp_path: Path) -> None:
+    output = import_rows(
+        tmp_path,
+        [
+            {
+                "key": "cita",
+                "url": "",
+                "endpoints": POOL,
+                "balance": "round_robin",
+                "affinity": "session",
+            }
+        ],
+    )
+    assert output.splitlines()[0] == "changed cita: url, balance, affinity, endpoints"
+    exported = {row["key"]: row for row in json.loads(snapshot())}
+    cita = exported["cita"]
+    assert cita["endpoints"] == POOL and cita["url"] == ""
+    assert (cita["balance"], cita["affinity"]) == ("round_robin", "session")
+    assert "endpoints" not in exported["venta"]  # only a url: one endpoint, no list
+    assert exported["venta"]["balance"] == "least_inflight"
+    before = snapshot()
+    output = import_rows(tmp_path, json.loads(before))
+    assert output.splitlines()[-1] == "0 created, 0 changed, 4 unchanged"
+    assert snapshot() == before
+
+
+def test_endpoint_defaults_and_a_new_pool_without_url(tmp_path: Path) -> None:
+    import_rows(tmp_path, [{"key": "pool", "name": "Pool", "endpoints": [{"url": POOL[0]["url"]}]}])
+    row = next(r for r in json.loads(snapshot()) if r["key"] == "pool")
+    assert row["endpoints"] == [{"url": POOL[0]["url"], "weight": 1, "enabled": True}]
+
+
+def test_every_endpoint_error_is_listed_and_nothing_is_written(tmp_path: Path) -> None:
+    before = snapshot()
+    errors = rejected(
+        tmp_path,
+        [
+            {
+                "key": "cita",
+                "endpoints": [
+                    {"url": "ftp://x", "weight": 1},
+                    {"url": "http://a.test/chat", "weight": 0},
+                    {"url": "http://a.test/chat", "weight": 101},
+                    {"url": "http://b.test/chat", "weight": "2"},
+                    {"url": "http://c.test/chat", "port": 1},
+                    {"weight": 2},
+                ],
+            },
+            {"key": "venta", "url": "", "endpoints": []},
+            {"key": "nuevo", "name": "Nuevo"},
+        ],
+    )
+    for line in (
+        "row 1 (cita): endpoint 1: url:",
+        "row 1 (cita): endpoint 2: weight: Must be at least 1",
+        "row 1 (cita): endpoint 3: weight:",
+        "row 1 (cita): endpoint 4: weight: must be an integer from 1 to 100",
+        "row 1 (cita): endpoint 5: unknown field(s) port",
+        "row 1 (cita): endpoint 6: url: is required",
+        "row 2 (venta): give 'url' or at least one entry in 'endpoints'",
+        "row 3 (nuevo): give 'url' or at least one entry in 'endpoints'",
+    ):
+        assert line in errors, errors
+    assert snapshot() == before
+
+
+def test_endpoint_urls_are_unique_per_agent(tmp_path: Path) -> None:
+    twice = [{"url": "http://a.test/chat"}, {"url": "http://a.test/chat", "weight": 2}]
+    errors = rejected(tmp_path, [{"key": "cita", "endpoints": twice}])
+    assert "row 1 (cita): endpoint 2: url: http://a.test/chat appears more than once" in errors

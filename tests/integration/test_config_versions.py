@@ -19,7 +19,15 @@ from django.test import Client
 
 from access.models import ApiKey
 from access.services import api_key_create
-from agents.models import Agent, FailoverStep, RoutingName, Tenant, TenantAgentLimit, TenantRoute
+from agents.models import (
+    Agent,
+    AgentEndpoint,
+    FailoverStep,
+    RoutingName,
+    Tenant,
+    TenantAgentLimit,
+    TenantRoute,
+)
 from tests.conftest import in_thread
 from tests.integration.test_admin import agent_form
 from tests.integration.test_security import post
@@ -80,8 +88,13 @@ def change_of(version: Version, kind: str, label: str) -> dict[str, Any]:
 
 def populate() -> list[str]:
     """A configuration with every kind of row: tenants with routes and agent limits, keys with
-    agents, empresas and an expiry, agents failing over to each other."""
+    agents, empresas and an expiry, agents failing over to each other, and an agent pool."""
     cita, venta = Agent.objects.get(key="cita"), Agent.objects.get(key="venta")
+    Agent.objects.filter(key="venta").update(url="", balance="round_robin", affinity="session")
+    AgentEndpoint.objects.create(agent=venta, url="http://10.0.0.1:8000/chat", weight=3)
+    AgentEndpoint.objects.create(
+        agent=venta, url="http://10.0.0.2:8000/chat", enabled=False, position=1
+    )
     acme = Tenant.objects.create(id_empresa=7, name="Acme", max_concurrency=5)
     TenantRoute.objects.create(tenant=acme, name="Ventas", agent=cita)
     TenantAgentLimit.objects.create(tenant=acme, agent=venta, max_concurrency=2)

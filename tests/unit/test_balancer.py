@@ -6,6 +6,7 @@ from collections import Counter
 
 import pytest
 
+from bench.affinity_moves import moved_shares
 from runtime.balancer import (
     AFFINITY_SESSION,
     ROUND_ROBIN,
@@ -55,7 +56,7 @@ def test_a_retry_goes_to_another_endpoint():
     balancer = pool(1, 1, 1)
     for _ in range(100):
         first = balancer.pick()
-        assert balancer.pick(exclude=frozenset({first.index})) is not first
+        assert balancer.pick(exclude={first}) is not first
 
 
 class TestSessionAffinity:
@@ -78,6 +79,14 @@ class TestSessionAffinity:
         assert {after[s] for s in moved} == {4}
         # Removing endpoint 4 again: exactly the sessions it held go back where they were.
         assert [s for s in SESSIONS if after[s] != before[s]] == moved
+
+    @pytest.mark.parametrize("n", range(2, 9))
+    def test_bench_affinity_moves_figures_hold_for_2_to_8_endpoints(self, n):
+        """bench/affinity_moves.py, the README's table: adding one endpoint to n moves about
+        1/(n + 1) of the sessions; removing one moves exactly its own, 1/n on average."""
+        add, remove = moved_shares(n, range(1, 20_001))
+        assert add == pytest.approx(1 / (n + 1), abs=0.03)
+        assert remove == pytest.approx(1 / n, abs=0.005)
 
     def test_an_ejected_endpoint_hands_its_sessions_over_and_gets_them_back(self):
         clock = Clock()
@@ -142,4 +151,4 @@ class TestOutlierEjection:
     def test_when_every_choice_is_ejected_or_tried_one_is_used_anyway(self):
         balancer = pool(1, 1, policy=OutlierPolicy(consecutive=1))
         balancer.record(balancer.endpoints[0], ok=False)
-        assert balancer.pick(exclude=frozenset({1})).index == 0
+        assert balancer.pick(exclude={balancer.endpoints[1]}).index == 0

@@ -35,6 +35,7 @@ async def events(chunks: list[bytes], *, max_event_bytes: int = 1000) -> list[by
     response = FakeResponse(chunks)
     stream = AgentStream(
         response,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]  # the replica: only used once held
         started=asyncio.get_running_loop().time(),
         max_event_bytes=max_event_bytes,
     )
@@ -80,7 +81,7 @@ async def test_an_event_over_the_cap_is_refused():
 @pytest.mark.asyncio
 async def test_a_compressed_stream_is_refused():
     response = FakeResponse([b"data: a\n\n"], {"Content-Encoding": "gzip"})
-    stream = AgentStream(response, started=0.0, max_event_bytes=100)  # type: ignore[arg-type]
+    stream = AgentStream(response, None, started=0.0, max_event_bytes=100)  # type: ignore[arg-type]
     with pytest.raises(AgentDecodeError):
         await stream.start(idle_s=5, max_s=60)
     assert response.closed

@@ -11,9 +11,10 @@ from django.db import DatabaseError
 
 from agents.models import Agent
 from agents.secret_store import unreadable_secrets
+from fleet.worker_state import fleet_status
 from health.on_demand import agents_check_health, agents_send_test_message
 from health.probes import OK
-from runtime import drain_problems
+from runtime import AGENT_RELATIONS, drain_problems
 
 EXIT_UNHEALTHY = 1
 EXIT_CONFIG = 2
@@ -53,6 +54,7 @@ class Command(BaseCommand):
         if options["chat"]:
             chats = {p.key: p for p in agents_send_test_message([a for a in agents if a.enabled])}
         rows = [self._row(a, health[a.key], chats.get(a.key)) for a in agents]
+        self._add_endpoints(rows, health)
         healthy = all(row["healthy"] for row in rows)
         problems = drain_problems(agents) + _secret_problems(agents)
         if options["json"]:
@@ -71,9 +73,7 @@ class Command(BaseCommand):
 
     def _agents(self, keys: list[str] | None) -> list[Agent]:
         try:
-            queryset = Agent.objects.prefetch_related(
-                "routing_names", "failover_steps__target"
-            ).order_by("key")
+            queryset = Agent.objects.prefetch_related(*AGENT_RELATIONS).order_by("key")
             agents = list(queryset.filter(key__in=keys) if keys else queryset)
         except DatabaseError as exc:
             raise CommandError(f"database unreachable: {exc}", returncode=EXIT_CONFIG) from exc
@@ -104,6 +104,23 @@ class Command(BaseCommand):
         row["healthy"] = healthy
         return row
 
+    @staticmethod
+    def _add_endpoints(rows: list[dict[str, Any]], health: dict[str, Any]) -> None:
+        """An agent pool's row gets `endpoints`: each one's probe, and whether a live serving
+        process has it ejected."""
+        fleet = fleet_status() if any(health[row["key"]].endpoints for row in rows) else {}
+        for row in rows:
+            endpoints = health[row["key"]].endpoints
+            if not endpoints:
+                continue
+            view = fleet.get(row["key"])
+            ejected = view.ejected if view is not None else set()
+            row["endpoints"] = [
+                {"url": e.url, "weight": e.weight, "enabled": e.enabled, "status": e.status,
+                 "latency_ms": e.latency_ms, "detail": e.detail, "ejected": e.index in ejected}
+                for e in endpoints
+            ]  # fmt: skip
+
     def _print_table(self, rows: list[dict[str, Any]], *, with_chat: bool) -> None:
         header = ["KEY", "ENABLED", "URL", "STATUS", "LATENCY MS", "ROUTING NAMES"]
         if with_chat:
@@ -118,6 +135,13 @@ class Command(BaseCommand):
                 chat = row.get("chat")
                 line.append("" if chat is None else ("ok" if chat["ok"] else chat["error"]))
             table.append(line)
+            for endpoint in row.get("endpoints", ()):
+                ejected = ", ejected" if endpoint["ejected"] else ""
+                state = endpoint["status"] + (
+                    f" ({endpoint['detail']})" if endpoint["detail"] else ""
+                )
+                table.append(["", "", f"  {endpoint['url']} (weight {endpoint['weight']})",
+                              state + ejected, "", ""] + ([""] if with_chat else []))  # fmt: skip
         widths = [max(len(str(r[i])) for r in table) for i in range(len(header))]
         for line in table:
             text = "  ".join(
