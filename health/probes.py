@@ -1,6 +1,8 @@
 """Agent health probes, shared by GET /health and `manage.py check_agents`.
 
-All agents are probed in parallel under one deadline, on one shared httpx client; a probe that
+All agents are probed in parallel under one deadline, on one shared httpx client (an agent with
+its own TLS settings, egress proxy or request headers gets a client of its own for the probe, so
+a private CA or an authenticated health URL probes as the chat calls connect); a probe that
 has not answered by then is `unreachable`, so the whole check ends within the timeout. An agent
 pool's enabled endpoints are probed each (the health URL's path on the endpoint's host), and the
 agent is `ok` while at least one of them is.
@@ -17,7 +19,15 @@ import httpx
 from chat.payloads import agent_payload
 from chat.schemas import ChatIn
 from gateway_project.conf import gateway_settings
-from runtime import OPEN, AgentClient, AgentError, AgentSpec
+from runtime import (
+    OPEN,
+    AgentClient,
+    AgentError,
+    AgentSpec,
+    TlsConfigError,
+    egress_proxy,
+    ssl_context,
+)
 
 OK, DISABLED, UNREACHABLE, NO_URL, CIRCUIT_OPEN = (
     "ok",
@@ -76,10 +86,41 @@ async def probe_agent(
         return AgentHealth(spec.key, NO_URL)
     if breaker_state == OPEN:
         return AgentHealth(spec.key, CIRCUIT_OPEN)
+    if not _own_transport(spec):
+        return await _probe(spec, client, timeout_s=timeout_s)
+    try:
+        own = _agent_probe_client(spec)
+    except TlsConfigError as exc:
+        return AgentHealth(spec.key, UNREACHABLE, None, f"TLS: {exc}")
+    async with own:
+        return await _probe(spec, own, timeout_s=timeout_s)
+
+
+async def _probe(spec: AgentSpec, client: httpx.AsyncClient, *, timeout_s: float) -> AgentHealth:
     if len(spec.endpoints) > 1:
         return await _probe_pool(spec, client, timeout_s=timeout_s)
     status, latency, detail = await _probe_url(spec.health_url, client, timeout_s=timeout_s)
     return AgentHealth(spec.key, status, latency, detail)
+
+
+def _own_transport(spec: AgentSpec) -> bool:
+    """Whether the agent's calls connect differently from the shared probe client."""
+    return (
+        bool(spec.headers)
+        or not spec.tls.default
+        or egress_proxy(spec.health_url, spec.proxy_url) is not None
+    )
+
+
+def _agent_probe_client(spec: AgentSpec) -> httpx.AsyncClient:
+    """A client that connects as the agent's calls do: its SSL context, proxy and headers."""
+    return httpx.AsyncClient(
+        verify=ssl_context(spec.tls) if not spec.tls.default else True,
+        proxy=egress_proxy(spec.health_url, spec.proxy_url),
+        follow_redirects=False,
+        trust_env=False,
+        headers={"Accept": "application/json", **dict(spec.headers)},
+    )
 
 
 async def _probe_url(

@@ -16,6 +16,7 @@ from runtime.limiter import ConcurrencyLimiter
 from runtime.registry import AgentRegistry, registry
 from runtime.specs import AGENT_RELATIONS, AgentSpec, EndpointSpec, TenantSpec, agent_spec_load
 from runtime.streams import AgentStream
+from runtime.tls import TlsConfigError, TlsSpec, egress_proxy, ssl_context
 
 __all__ = [
     "AGENT_RELATIONS",
@@ -34,9 +35,13 @@ __all__ = [
     "EndpointSpec",
     "TenantRuntime",
     "TenantSpec",
+    "TlsConfigError",
+    "TlsSpec",
     "agent_call",
     "agent_spec_load",
     "drain_problems",
     "draining",
+    "egress_proxy",
     "registry",
+    "ssl_context",
 ]

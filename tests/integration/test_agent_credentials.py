@@ -69,6 +69,7 @@ def log_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
 class Received:
     def __init__(self) -> None:
         self.requests: list[web.Request] = []
+        self.health: list[web.Request] = []  # GET /health, the gateway's probes
 
 
 async def start_agent(
@@ -81,8 +82,13 @@ async def start_agent(
         await request.read()
         return web.json_response({"reply": "ok"})
 
+    async def health(request: web.Request) -> web.Response:
+        seen.health.append(request)
+        return web.json_response({"status": "ok"})
+
     app = web.Application()
     app.router.add_post("/chat", chat)
+    app.router.add_get("/health", health)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
@@ -227,6 +233,19 @@ async def test_an_agent_signed_by_a_custom_ca_answers(gateway, make_agent, ca, t
     response = await gateway.post(CHAT, json=chat_body())
     assert response.status_code == 200 and "x-gateway-fallback" not in response.headers
     assert response.json()["reply"] == "ok" and len(seen.requests) == 1
+
+
+async def test_health_probes_connect_as_the_agents_calls_do(gateway, make_agent, ca, tls_agent):
+    """/health probes an agent behind a private CA with its CA bundle and its headers (the
+    shared probe client knows neither: the agent would show as unreachable)."""
+    url, seen = tls_agent
+    cita = make_agent("cita", url=url, tls_ca_bundle=pem(ca.cert_pem))
+    add_header(cita, "Authorization", SECRET)
+    make_agent("venta", url=url)  # the same agent without the CA: unreachable
+    response = await gateway.get("/health")
+    assert response.json()["agents"] == {"cita": "ok", "venta": "unreachable"}
+    assert [r.headers.get("Authorization") for r in seen.health] == [SECRET]
+    assert SECRET not in response.text
 
 
 async def test_an_unknown_ca_is_a_fallback_not_a_500(gateway, make_agent, tls_agent):
