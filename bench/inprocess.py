@@ -3,7 +3,7 @@
     python -m bench.inprocess [instant|delay50ms|400|breaker] [--requests N] [--rounds R]
                               [--concurrency C] [--tracing off|all|1%] [--tenants-ab]
                               [--app gateway|reference]
-                              [--pool-ab]
+                              [--pool-ab] [--pool]
 
 The gateway runs in this process (one core), the agent stub in another (the other core); each
 round sends N chat requests, C at a time (16 by default), through
@@ -17,7 +17,8 @@ limit the load never reaches) and takes them out of the registry and back betwee
 A B B A order, in this one process: the cost of the tenant accounting with the machine's drift
 paired away. `--pool-ab` pairs the same way the agent's spec: its one URL (A), or a pool of 4
 endpoints of weight 1 on the same stub, least in flight (B), each with its own connection pool:
-the cost of balancing, in-flight counts and outcome records per call. `--app reference` drives
+the cost of balancing, in-flight counts and outcome records per call; `--pool` keeps the pool
+for every round (for bench.instructions: `--b-arg=--pool`). `--app reference` drives
 the FastAPI + aiohttp reference proxy (bench/fastapi_ref/aiohttp_app.py) the same way, for
 `instant` and `delay50ms`: the proxy with no features that `bench.run` compares the gateway with.
 """
@@ -146,6 +147,7 @@ async def _measure(
     concurrency: int,
     tenants_ab: bool = False,
     pool_ab: bool = False,
+    pool: bool = False,
 ) -> list[float]:
     startup: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     started = asyncio.Event()
@@ -171,8 +173,11 @@ async def _measure(
 
     await burst(concurrency * 30)  # warm-up: connections, caches, the breaker opened
     switch = _tenants_switch() if tenants_ab else _pool_switch() if pool_ab else None
-    if pool_ab and switch is not None:  # warm the pool's connections too
-        switch(True)
+    if pool and switch is None:
+        _pool_switch()(True)
+    if pool_ab or pool:  # warm the pool's connections too
+        if switch is not None:
+            switch(True)
         await burst(concurrency * 30)
     per_request_us = []
     for round_ in range(rounds):
@@ -204,6 +209,7 @@ def main() -> None:
     parser.add_argument("--tenants-ab", action="store_true", help="see above; rounds: 4 or more")
     parser.add_argument("--app", choices=["gateway", "reference"], default="gateway")
     parser.add_argument("--pool-ab", action="store_true", help="see above; rounds: 4 or more")
+    parser.add_argument("--pool", action="store_true", help="see above")
     args = parser.parse_args()
     if args.tenants_ab:
         os.environ["BENCH_TENANTS"] = "1000"
@@ -240,7 +246,7 @@ def main() -> None:
         rounds = uvloop.run(
             _measure(
                 application, args.scenario, args.requests, args.rounds, args.concurrency,
-                args.tenants_ab, args.pool_ab,
+                args.tenants_ab, args.pool_ab, args.pool,
             )
         )  # fmt: skip
     build = subprocess.run(
