@@ -113,7 +113,11 @@ def agents_export() -> list[dict[str, Any]]:
     failover = _failover_lists()
     return [
         {
-            **{name: _exported(agent, name) for name in EXPORTED_FIELDS},
+            **{
+                name: _exported(agent, name)
+                for name in EXPORTED_FIELDS
+                if name != "url" or agent.url  # a pool gives `endpoints` instead
+            },
             **_credentials_export(agent),
             ROUTING_NAMES_FIELD: sorted(r.name for r in agent.routing_names.all()),
             **_failover_export(failover.get(agent.key, [])),
@@ -193,6 +197,18 @@ def _endpoints_changed(agent: Agent, endpoints: EndpointRows | None) -> bool:
     if endpoints is None or agent.pk is None:
         return False
     return [(e.url, e.weight, e.enabled) for e in agent.endpoints.all()] != endpoints
+
+
+def _url_or_endpoints(
+    agent: Agent, row: dict[str, Any], endpoints: EndpointRows | None
+) -> EndpointRows | None:
+    """Contract §5: a row with only `url` means one endpoint (the agent's endpoint rows go), and
+    a pooled row gives `endpoints` instead of `url` (the agent's URL goes)."""
+    if endpoints is None and row.get("url"):
+        return []
+    if endpoints and "url" not in row:
+        agent.url = ""
+    return endpoints
 
 
 def _pool_error(where: str, agent: Agent, endpoints: EndpointRows | None) -> list[str]:
@@ -376,6 +392,7 @@ def _plan(
         for name in EXPORTED_FIELDS:
             if name in row:
                 setattr(agent, name, row[name])
+        endpoints = _url_or_endpoints(agent, row, endpoints)
         credentials = _credentials_plan(agent, row, exact=prune)
         if credentials.errors:
             errors.extend(f"{where}: {line}" for line in credentials.errors)

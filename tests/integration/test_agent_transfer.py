@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from django.core.management import CommandError, call_command
 
-from agents.models import Agent, RoutingName
+from agents.models import Agent, AgentEndpoint, RoutingName
 
 pytestmark = pytest.mark.django_db
 
@@ -293,7 +293,7 @@ def test_a_pool_is_exported_with_its_endpoints_and_round_trips(tmp_path: Path) -
     assert output.splitlines()[0] == "changed cita: url, balance, affinity, endpoints"
     exported = {row["key"]: row for row in json.loads(snapshot())}
     cita = exported["cita"]
-    assert cita["endpoints"] == POOL and cita["url"] == ""
+    assert cita["endpoints"] == POOL and "url" not in cita  # a pool gives endpoints instead
     assert (cita["balance"], cita["affinity"]) == ("round_robin", "session")
     assert "endpoints" not in exported["venta"]  # only a url: one endpoint, no list
     assert exported["venta"]["balance"] == "least_inflight"
@@ -301,6 +301,19 @@ def test_a_pool_is_exported_with_its_endpoints_and_round_trips(tmp_path: Path) -
     output = import_rows(tmp_path, json.loads(before))
     assert output.splitlines()[-1] == "0 created, 0 changed, 4 unchanged"
     assert snapshot() == before
+
+
+def test_a_row_with_only_url_or_only_endpoints_replaces_the_other(tmp_path: Path) -> None:
+    """Contract §5: a pooled row gives `endpoints` instead of `url`; a row with only `url` is
+    one endpoint. Moving an agent from one to the other leaves nothing of the former behind."""
+    import_rows(tmp_path, [{"key": "cita", "endpoints": POOL}])
+    row = next(r for r in json.loads(snapshot()) if r["key"] == "cita")
+    assert "url" not in row and row["endpoints"] == POOL
+    assert Agent.objects.get(key="cita").url == ""
+    import_rows(tmp_path, [{"key": "cita", "url": "http://10.0.0.9:8000/chat"}])
+    row = next(r for r in json.loads(snapshot()) if r["key"] == "cita")
+    assert row["url"] == "http://10.0.0.9:8000/chat" and "endpoints" not in row
+    assert not AgentEndpoint.objects.filter(agent__key="cita").exists()
 
 
 def test_endpoint_defaults_and_a_new_pool_without_url(tmp_path: Path) -> None:
