@@ -92,10 +92,11 @@ class FailoverStepInline(admin.TabularInline):
 
 
 NO_URL_NOR_ENDPOINT = "Give the agent a URL, or at least one endpoint below."
+URL_AND_ENDPOINTS = "Leave the URL blank when the agent has endpoints: they replace it."
 
 
 class EndpointFormSet(forms.BaseInlineFormSet):
-    """An agent needs its URL or at least one endpoint. (An endpoint URL twice in one agent is
+    """An agent needs its URL or at least one endpoint, not both. (An endpoint URL twice in one agent is
     the formset's own unique check: "Please correct the duplicate data for url.")"""
 
     def clean(self) -> None:
@@ -107,6 +108,8 @@ class EndpointFormSet(forms.BaseInlineFormSet):
         ]
         if not kept and not self.instance.url:
             raise forms.ValidationError(NO_URL_NOR_ENDPOINT)
+        if kept and self.instance.url:
+            raise forms.ValidationError(URL_AND_ENDPOINTS)
 
 
 class EndpointInline(admin.TabularInline):

@@ -73,7 +73,7 @@ class AgentSpec:
         """`endpoints`: the agent's endpoint rows (none: its `url` is its one endpoint);
         `headers` and `tls` come with their secrets decrypted."""
         pool = tuple(endpoints) if endpoints else (EndpointSpec(agent.url),)
-        url = agent.url or pool[0].url
+        url = pool[0].url  # endpoint rows replace the agent's url
         return cls(
             key=agent.key,
             name=agent.name,

@@ -7,7 +7,7 @@ import pytest
 from django.test import Client
 
 from agents.models import Agent, AgentEndpoint, ConfigVersion
-from console.agents_admin import NO_URL_NOR_ENDPOINT
+from console.agents_admin import NO_URL_NOR_ENDPOINT, URL_AND_ENDPOINTS
 from tests.integration.test_admin import CHANGELIST, agent_form
 
 pytestmark = pytest.mark.django_db
@@ -55,6 +55,13 @@ def test_neither_url_nor_endpoint_is_refused_with_a_clear_message(admin_client: 
     page = change(admin_client, cita, agent_form(cita, url=""))
     assert NO_URL_NOR_ENDPOINT in page
     assert Agent.objects.get(key="cita").url  # unchanged
+
+
+def test_a_url_and_endpoints_together_are_refused(admin_client: Client) -> None:
+    cita = Agent.objects.get(key="cita")
+    page = change(admin_client, cita, with_endpoints(cita, [("http://10.0.0.1:8000/chat", 1)]))
+    assert URL_AND_ENDPOINTS in page
+    assert not cita.endpoints.exists()
 
 
 def test_an_endpoint_url_twice_is_refused(admin_client: Client) -> None:
