@@ -107,8 +107,14 @@ class AsyncBreaker:
         return Permit(probe=True)
 
     def record_success(self, permit: Permit) -> None:
-        if self._settle(permit):
-            self._cb.call(_succeed)
+        if not self._settle(permit):
+            return
+        storage = self._storage
+        if not permit.probe and storage.state == CLOSED and storage.counter == 0:
+            # pybreaker's closed-state success resets a counter already at zero and tells
+            # listeners that have no success hook: skip its lock and calls (every answer).
+            return
+        self._cb.call(_succeed)
 
     def record_failure(self, permit: Permit) -> None:
         if self._settle(permit):
