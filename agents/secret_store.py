@@ -40,23 +40,11 @@ def secrets_rotate() -> RotationReport:
     changed: set[str] = set()
     with transaction.atomic():
         for header in AgentHeader.objects.select_related("agent").select_for_update():
-            rotated = secret_rotated(header.value)
-            if rotated == header.value:
-                report.current += 1
-                continue
-            header.value = rotated
-            header.save(update_fields=["value"])
-            report.rotated += 1
-            changed.add(header.agent.key)
+            if _rotate(header, "value", report):
+                changed.add(header.agent.key)
         for agent in Agent.objects.exclude(tls_client_key="").select_for_update():
-            rotated = secret_rotated(agent.tls_client_key)
-            if rotated == agent.tls_client_key:
-                report.current += 1
-                continue
-            agent.tls_client_key = rotated
-            agent.save(update_fields=["tls_client_key"])
-            report.rotated += 1
-            changed.add(agent.key)
+            if _rotate(agent, "tls_client_key", report):
+                changed.add(agent.key)
     report.agents = sorted(changed)
     return report
 
@@ -74,3 +62,16 @@ def _stored_secrets() -> list[tuple[str, str, str]]:
         )
     ]
     return sorted(secrets)
+
+
+def _rotate(row: Agent | AgentHeader, field: str, report: RotationReport) -> bool:
+    """Re-encrypt one stored secret with the first key; True when it changed."""
+    stored = getattr(row, field)
+    rotated = secret_rotated(stored)
+    if rotated == stored:
+        report.current += 1
+        return False
+    setattr(row, field, rotated)
+    row.save(update_fields=[field])
+    report.rotated += 1
+    return True

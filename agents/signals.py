@@ -1,9 +1,9 @@
 """Keep every process's in-memory configuration in step with the database.
 
-Any save or delete of an Agent (its endpoints, headers, failover steps), a RoutingName, or a tenant row (and its routes and limits) bumps
-the `agents` ConfigVersion in the same transaction (API keys: access/signals.py); after commit,
-the saving process refreshes at once, and every other worker sees the new version on its next
-poll (fleet/sync.py).
+Any save or delete of an Agent (its endpoints, headers, failover steps), a RoutingName, or a
+tenant row (and its routes and limits) bumps the `agents` ConfigVersion in the same transaction
+(API keys: access/signals.py); after commit, the saving process refreshes at once, and every
+other worker sees the new version on its next poll (fleet/sync.py).
 """
 
 from typing import Any

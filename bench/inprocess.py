@@ -191,6 +191,19 @@ async def _measure(
     return per_request_us
 
 
+def _ab_summary(rounds: list[float], a: str, b: str) -> str:
+    """Rounds in A B B A order: each side's CPU per request, and A / B by the sums and by the
+    median of the quartets' ratios."""
+    side_a = [r for i, r in enumerate(rounds) if i % 4 in (0, 3)]
+    side_b = [r for i, r in enumerate(rounds) if i % 4 in (1, 2)]
+    return (
+        f"CPU µs per request {a} {' '.join(f'{r:.1f}' for r in side_a)}; {b} "
+        f"{' '.join(f'{r:.1f}' for r in side_b)}; {a} / {b} (sums): "
+        f"{sum(side_a) / sum(side_b):.3f}; median of the quartets' ratios: "
+        f"{statistics.median(_quartet_ratios(rounds)):.3f}"
+    )
+
+
 def _quartet_ratios(rounds: list[float]) -> list[float]:
     """(A + A) / (B + B) of each whole A B B A quartet: the machine's drift paired away."""
     return [
@@ -253,26 +266,13 @@ def main() -> None:
         ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
     ).stdout.strip()
     traced = "" if args.tracing == "off" else f", tracing {args.tracing}"
-    if args.pool_ab:
-        pooled = [r for i, r in enumerate(rounds) if i % 4 in (0, 3)]
-        single = [r for i, r in enumerate(rounds) if i % 4 in (1, 2)]
-        print(
-            f"{args.scenario} @ {build or '?'}, {POOL_REPLICAS} replicas vs one URL, A B B A: "
-            f"CPU µs per request pooled {' '.join(f'{r:.1f}' for r in pooled)}; one URL "
-            f"{' '.join(f'{r:.1f}' for r in single)}; pooled / one URL (sums): "
-            f"{sum(pooled) / sum(single):.3f}; median of the quartets' ratios: "
-            f"{statistics.median(_quartet_ratios(rounds)):.3f}"
+    if args.pool_ab or args.tenants_ab:
+        what, a, b = (
+            (f"{POOL_REPLICAS} replicas vs one URL", "pooled", "one URL")
+            if args.pool_ab
+            else ("1,000 tenants in and out", "with", "without")
         )
-        return
-    if args.tenants_ab:
-        with_ = [r for i, r in enumerate(rounds) if i % 4 in (0, 3)]
-        without = [r for i, r in enumerate(rounds) if i % 4 in (1, 2)]
-        print(
-            f"{args.scenario} @ {build or '?'}, 1,000 tenants in and out, A B B A: CPU µs per "
-            f"request with {' '.join(f'{r:.1f}' for r in with_)}; without "
-            f"{' '.join(f'{r:.1f}' for r in without)}; with / without (sums): "
-            f"{sum(with_) / sum(without):.3f}"
-        )
+        print(f"{args.scenario} @ {build or '?'}, {what}, A B B A: {_ab_summary(rounds, a, b)}")
         return
     app = "" if args.app == "gateway" else ", the FastAPI + aiohttp reference"
     print(
