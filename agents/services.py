@@ -1,5 +1,7 @@
 """Writes to the agent configuration. Every write path ends in `config_version_bump`."""
 
+from dataclasses import dataclass
+
 from django.db import transaction
 from django.db.models import F
 from django.dispatch import Signal
@@ -15,14 +17,31 @@ config_changed = Signal()
 config_written = Signal()
 
 
+@dataclass(frozen=True, slots=True)
+class _ConfigChanged:
+    """The after-commit call for one version name (equal ones are one: see below)."""
+
+    name: str
+
+    def __call__(self) -> None:
+        config_changed.send(sender=config_version_bump, name=self.name)
+
+
 def config_version_bump(*, name: str = AGENTS_VERSION) -> None:
     """Mark the configuration changed; after commit, tell `config_changed`'s receivers (which
-    refresh this process and notify the others)."""
+    refresh this process and notify the others) once per transaction and name: an admin save
+    with ten inline rows bumps ten times, and this process then reloads once, not ten times.
+    (Django keeps a transaction's pending after-commit calls in `connection.run_on_commit`,
+    each with the savepoints it belongs to: one already pending outside a savepoint that rolls
+    back still runs; one inside it goes with it, and the next bump registers its own.)"""
     updated = ConfigVersion.objects.filter(name=name).update(version=F("version") + 1)
     if not updated:
         ConfigVersion.objects.get_or_create(name=name, defaults={"version": 1})
     config_written.send(sender=config_version_bump, name=name)
-    transaction.on_commit(lambda: config_changed.send(sender=config_version_bump, name=name))
+    changed = _ConfigChanged(name)
+    pending = transaction.get_connection().run_on_commit
+    if not any(call == changed for _savepoints, call, _robust in pending):
+        transaction.on_commit(changed)
 
 
 def agent_set_enabled(*, keys: list[str], enabled: bool) -> int:
