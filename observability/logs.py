@@ -29,8 +29,9 @@ _RESERVED = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
 SECRET_MARK = "(secret)"
 MIN_SECRET_LENGTH = 6  # shorter values would mask ordinary words
 # Each secret as it appears inside a JSON string (quotes, backslashes, newlines escaped). Empty
-# while no agent has a secret: the formatter then costs nothing more.
-_secret_texts: frozenset[str] = frozenset()
+# while no agent has a secret: the formatter then costs nothing more. Longest first, so a secret
+# that contains another is masked whole, not left with the other's remainder showing.
+_secret_texts: tuple[str, ...] = ()
 
 
 def log_secrets_add(values: Iterable[str]) -> None:
@@ -43,7 +44,7 @@ def log_secrets_add(values: Iterable[str]) -> None:
             part = part.strip()
             if len(part) >= MIN_SECRET_LENGTH and not part.startswith("-----"):
                 texts.add(orjson.dumps(part).decode()[1:-1])
-    _secret_texts = frozenset(sorted(texts, key=len, reverse=True))
+    _secret_texts = tuple(sorted(texts, key=len, reverse=True))
 
 
 def _masked(line: str) -> str:

@@ -69,3 +69,13 @@ def test_log_lines_never_carry_a_registered_secret():
     line = JsonFormatter().format(record)
     assert "0123456789" not in line and "MIIEvQIBADANBgkqhkiG9w0B" not in line
     assert line.count("(secret)") == 3
+
+
+def test_a_secret_that_contains_another_is_masked_whole():
+    short, long = "tok-abcdef", "tok-abcdef-and-the-rest-of-it"
+    for _ in range(5):  # whatever order the registry added them in
+        log_secrets_add([short, long])
+        line = JsonFormatter().format(
+            logging.LogRecord("t", logging.ERROR, "", 0, "sent %s", (long,), None)
+        )
+        assert "the-rest-of-it" not in line and "(secret)" in line
