@@ -308,6 +308,24 @@ def pools(bench: Bench, gateway: Server, round_: int) -> None:
     )
 
 
+CPU_REFERENCE = "FastAPI+aiohttp"
+
+
+def cpu_abba(bench: Bench, gateway: Server, reference: Server) -> None:
+    """Issue 15: CPU per proxied call (the agent at once), the gateway against the FastAPI +
+    aiohttp reference at 1, 16 and 64 connections, measured gateway, reference, reference,
+    gateway: a drift of the shared machine during the quartet weighs on both sides alike."""
+    for connections in (1, 16, 64):
+        scenario = f"A B B A: agent at once, {connections} conc"
+        load = Load(scenario, CHAT_PATH, chat_body("instant"), AUTH, connections)
+        for server in (gateway, reference, reference, gateway):
+            bench.measure(server, load)
+        ours, theirs = (bench.rows[(scenario, server.name)][-2:] for server in (gateway, reference))
+        bench.checks[f"CPU per call @{connections}, A B B A: gateway / {CPU_REFERENCE}"].append(
+            sum(row.cpu_ms for row in ours) / sum(row.cpu_ms for row in theirs)
+        )
+
+
 def no_agent(bench: Bench, gateway: Server) -> None:
     """Answers that never reach an agent, at 16 concurrent."""
     hold = threading.Thread(target=_hold, args=(gateway.base + CHAT_PATH,), daemon=True)
@@ -445,10 +463,12 @@ def main() -> None:
         "--only",
         nargs="*",
         default=["compare", "noagent", "inflight", "workers"],
-        choices=["compare", "noagent", "inflight", "workers", "tenants", "tracing", "pools"],
-        help="what to measure; 'tenants', 'tracing' and 'pools' are not in the default run: the "
-        "gateway with 1,000 tenant rows against none; tracing off, on for every request and on "
-        "for 1 %%, exporting to an OTLP sink; an agent of 4 replicas against one URL",
+        choices=["compare", "noagent", "inflight", "workers", "tenants", "tracing", "pools", "cpu"],
+        help="what to measure; 'tenants', 'tracing', 'pools' and 'cpu' are not in the default "
+        "run: the gateway with 1,000 tenant rows against none; tracing off, on for every "
+        "request and on for 1 %%, exporting to an OTLP sink; an agent of 4 replicas against one "
+        "URL; CPU per call against FastAPI+aiohttp in A B B A order (with --refs "
+        "fastapi-aiohttp)",
     )
     parser.add_argument(
         "--refs",
@@ -520,6 +540,9 @@ def main() -> None:
                 tenants(bench, gateway, with_tenants, round_)
             if "pools" in args.only:
                 pools(bench, gateway, round_)
+            if "cpu" in args.only:
+                reference = next(s for s in others if s.name == CPU_REFERENCE)
+                cpu_abba(bench, gateway, reference)
             if "noagent" in args.only:
                 no_agent(bench, gateway)
             if "workers" in args.only:

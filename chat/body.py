@@ -38,6 +38,8 @@ def contract_detail(errors: Sequence[Any]) -> str:
     if not field_path:
         return messages.INVALID_JSON  # the body is not a JSON object
     name = ".".join(field_path)
+    if error.get("type") == "string_type":  # an optional text field (chat/schemas.py _TEXT)
+        return messages.not_text(name)
     return _FIELD_MESSAGES.get(name) or messages.invalid_field(name)
 
 

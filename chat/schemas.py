@@ -35,15 +35,6 @@ def _required_text(message_when_empty: str, field: str) -> Callable[[Any], str]:
     return validate
 
 
-def _optional_text(field: str) -> Callable[[Any], str | None]:
-    def validate(value: Any) -> str | None:
-        if value is not None and not isinstance(value, str):
-            raise _fail(messages.not_text(field))
-        return value
-
-    return validate
-
-
 def _converted(
     parse: Callable[[Any], Any], message: str, *, required: bool = False
 ) -> Callable[[Any], Any]:
@@ -68,8 +59,10 @@ def _flexible_bool(name: str) -> Any:
     return BeforeValidator(_converted(parse_bool, messages.not_boolean(f"config.{name}")))
 
 
-def _text(name: str) -> Any:
-    return BeforeValidator(_optional_text(f"config.{name}"))
+# Optional text is checked by pydantic itself (strict: no number taken as text); its error,
+# `string_type`, reads as messages.not_text (chat/body.py). A Python validator per field cost
+# ~0.25 µs each, eight times per request.
+_TEXT = Field(strict=True)
 
 
 _id_empresa = BeforeValidator(_converted(parse_positive_int, messages.BAD_ID_EMPRESA))
@@ -85,14 +78,14 @@ class ConfigIn(BaseModel):
         BeforeValidator(_required_text(messages.EMPTY_MODALIDAD, "config.modalidad")),
         Field(description="Routing name; trimmed and case-insensitive.", examples=["Citas"]),
     ]
-    nombre_bot: Annotated[str | None, _text("nombre_bot")] = None
+    nombre_bot: Annotated[str | None, _TEXT] = None
     id_empresa: Annotated[int | None, _id_empresa] = None
-    frase_saludo: Annotated[str | None, _text("frase_saludo")] = None
-    archivo_saludo: Annotated[str | None, _text("archivo_saludo")] = None
-    personalidad: Annotated[str | None, _text("personalidad")] = None
-    frase_des: Annotated[str | None, _text("frase_des")] = None
-    frase_no_sabe: Annotated[str | None, _text("frase_no_sabe")] = None
-    correo_usuario: Annotated[str | None, _text("correo_usuario")] = None
+    frase_saludo: Annotated[str | None, _TEXT] = None
+    archivo_saludo: Annotated[str | None, _TEXT] = None
+    personalidad: Annotated[str | None, _TEXT] = None
+    frase_des: Annotated[str | None, _TEXT] = None
+    frase_no_sabe: Annotated[str | None, _TEXT] = None
+    correo_usuario: Annotated[str | None, _TEXT] = None
     duracion_cita_minutos: Annotated[int | None, _flexible_int("duracion_cita_minutos")] = None
     slots: Annotated[int | None, _flexible_int("slots")] = None
     agendar_usuario: Annotated[bool | None, _flexible_bool("agendar_usuario")] = None
@@ -122,8 +115,10 @@ class ChatIn(BaseModel):
     ] = None
     api_key: Annotated[
         str | None,
-        BeforeValidator(_optional_text("api_key")),
-        Field(description="Tenant key passed to 'flat' agents; never used for gateway auth."),
+        Field(
+            strict=True,
+            description="Tenant key passed to 'flat' agents; never used for gateway auth.",
+        ),
     ] = None
     config: ConfigIn
 

@@ -18,6 +18,7 @@ from fleet import live_gauges
 from fleet.sync import registry_sync
 from health.views import close_probe_clients
 from observability.context import RequestContext, request_context, request_id_from
+from observability.logs import log_fields
 from observability.tracing import trace_begin, trace_end, tracing_start, tracing_stop
 from runtime import draining, registry
 
@@ -159,11 +160,11 @@ def _log_access(ctx: RequestContext) -> None:
     level = logging.DEBUG if ctx.path in QUIET_PATHS else logging.INFO
     if not access_logger.isEnabledFor(level):
         return
-    outcome = ctx.outcome or _outcome_from_status(ctx.status)
-    access_logger.log(
+    log_fields(
+        access_logger,
         level,
         "request",
-        extra={
+        {
             "event": "request",
             "method": ctx.method,
             "path": ctx.path,
@@ -173,7 +174,7 @@ def _log_access(ctx: RequestContext) -> None:
             "session_id": ctx.session_id,
             "id_empresa": ctx.id_empresa,
             "duration_ms": round((time.perf_counter() - ctx.started) * 1000, 2),
-            "outcome": outcome,
+            "outcome": ctx.outcome or _outcome_from_status(ctx.status),
             "failover": ctx.failover,
             "message_preview": ctx.message_preview,
         },

@@ -161,6 +161,10 @@ def test_garbage_in_a_flexible_field_is_a_400_naming_it(name: str, raw: Any, mes
          messages.EMPTY_MODALIDAD),
         ({"message": "h", "session_id": 1, "id_empresa": 1, "config": {}},
          messages.EMPTY_MODALIDAD),
+        ({"message": "h", "session_id": 1, "id_empresa": 1, "api_key": 7, "config": {"modalidad": "x"}},
+         messages.not_text("api_key")),
+        ({"message": "h", "session_id": 1, "id_empresa": 1, "config": {"modalidad": "x", "frase_des": False}},
+         messages.not_text("config.frase_des")),
     ],
 )  # fmt: skip
 def test_required_fields_use_the_contract_words(body: dict[str, Any], message: str) -> None:
