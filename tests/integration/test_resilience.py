@@ -10,6 +10,7 @@ import tracemalloc
 
 import pytest
 
+from edge import lean_handler
 from runtime import calls
 from runtime.registry import registry
 from tests.conftest import chat_body
@@ -121,7 +122,8 @@ class TestConnections:
         """An agent connection keeps a copy of the context of the request that opened it for as
         long as it is pooled; that copy must not reach the request's disconnect watcher, whose
         frames hold the whole request (1,000 calls at once left ~8 MB behind)."""
-        make_agent("cita", url=fault_agent.url("/ok"))
+        # Slower than WATCH_AGENT_CALL_AFTER_S, so that the request has a watcher.
+        make_agent("cita", url=fault_agent.url("/slow/0.2"))
         response, _ = await timed_post(gateway)
         assert response.status_code == 200 and "x-gateway-fallback" not in response.headers
         finishing = _disconnect_watchers()
@@ -130,6 +132,22 @@ class TestConnections:
         del finishing
         gc.collect()
         assert _disconnect_watchers() == []
+
+    @pytest.mark.parametrize(("watch_after_s", "watched"), [(0.0, True), (30.0, False)])
+    async def test_the_disconnect_is_watched_once_the_agent_call_is_old_enough(
+        self, gateway, make_agent, fault_agent, monkeypatch, watch_after_s, watched
+    ):
+        """A watcher task per request costs ~4 % of a fast call's CPU: a call younger than
+        WATCH_AGENT_CALL_AFTER_S has none (test_process_faults: an older one is cancelled when
+        its caller leaves)."""
+        monkeypatch.setattr(lean_handler, "WATCH_AGENT_CALL_AFTER_S", watch_after_s)
+        make_agent("cita", url=fault_agent.url("/slow/0.5"))
+        call = asyncio.create_task(timed_post(gateway))
+        assert await fault_agent.until(lambda agent: len(agent.requests) == 1)
+        running = [task for task in _disconnect_watchers() if not task.done()]
+        assert len(running) == (1 if watched else 0)
+        response, _ = await call
+        assert response.status_code == 200 and "x-gateway-fallback" not in response.headers
 
     @pytest.mark.parametrize("path", ["/gzip", "/deflate", "/deflate_raw"])
     async def test_a_compressed_reply_is_decoded(self, gateway, make_agent, fault_agent, path):
