@@ -89,6 +89,10 @@ def series(metric: MetricWrapperBase, *labels: str) -> Any:
     return child
 
 
+# (agent, status, tenant label or None) -> the children one answer counts in, looked up once.
+_answer_children: dict[tuple[str, int, str | None], tuple[Any, Any, Any]] = {}
+
+
 def request_done(
     agent: str,
     status: int,
@@ -100,12 +104,22 @@ def request_done(
     """One chat answer; with `id_empresa` once the body named one (not for refusals before).
     `trace_id` (of a recorded trace) becomes the duration's exemplar, shown to scrapers that ask
     for OpenMetrics (prometheus_client keeps none in multiprocess mode)."""
-    status_label = str(status)
-    series(requests_total, agent, status_label).inc()
-    series(request_duration, agent).observe(seconds, {"trace_id": trace_id} if trace_id else None)
+    tenant = None
     if id_empresa is not None:
         tenant = str(id_empresa) if id_empresa in registry.snapshot.tenants else OTHER_TENANT
-        series(tenant_requests_total, tenant, status_label).inc()
+    children = _answer_children.get((agent, status, tenant))
+    if children is None:
+        label = str(status)
+        children = _answer_children[(agent, status, tenant)] = (
+            requests_total.labels(agent, label),
+            request_duration.labels(agent),
+            None if tenant is None else tenant_requests_total.labels(tenant, label),
+        )
+    total, duration, by_tenant = children
+    total.inc()
+    duration.observe(seconds, {"trace_id": trace_id} if trace_id else None)
+    if by_tenant is not None:
+        by_tenant.inc()
 
 
 def agent_error(agent: str, exc: Exception) -> None:
