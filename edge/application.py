@@ -29,7 +29,7 @@ access_logger = logging.getLogger("gateway.access")
 # swings by thousands: at 700 the collector ran ~60 times a second at 64 in flight (50 ms agent),
 # walking those live objects each time and promoting them to be walked again, ~7 % of the CPU
 # per call, while a request's own garbage is almost never cyclic (~0.1 object per request).
-# At 10,000 it runs a few times a minute (bench/README.md, "The young collection").
+# At 10,000 it runs a few times a minute (bench/README.md, "Issue 15: the last cuts").
 YOUNG_COLLECTION_THRESHOLD = 10_000
 
 HOT_PATHS = frozenset({CHAT_PATH, "/health", "/health/live", "/health/ready", "/metrics"})
