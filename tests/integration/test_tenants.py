@@ -199,6 +199,33 @@ async def test_requests_are_counted_per_configured_empresa_and_the_rest_as_other
         assert sample_or_absent(after, name, tenant=unconfigured, status="200") is None
 
 
+async def test_an_empresa_is_counted_under_its_own_label_from_the_moment_its_row_exists(
+    gateway, make_agent, fault_agent
+):
+    """The answers' metric children are kept per (agent, status, tenant label): a tenant row
+    created between two calls moves the next call's count from `_other` to its id."""
+    from agents.models import Tenant
+
+    make_agent("cita", url=fault_agent.url("/ok"))
+    name = "gateway_tenant_requests_total"
+
+    async def counts() -> tuple[float, float]:
+        text = (await gateway.get("/metrics")).text
+        return (
+            sample_or_absent(text, name, tenant="_other", status="200") or 0,
+            sample_or_absent(text, name, tenant="11", status="200") or 0,
+        )
+
+    start = await counts()
+    assert (await post(gateway, id_empresa=11)).status_code == 200
+    await create_tenant(11)
+    assert (await post(gateway, id_empresa=11)).status_code == 200
+    await saved(lambda: Tenant.objects.filter(id_empresa=11).delete())
+    assert (await post(gateway, id_empresa=11)).status_code == 200
+    end = await counts()
+    assert (end[0] - start[0], end[1] - start[1]) == (2, 1)
+
+
 async def test_tenant_edits_and_a_delete_under_traffic_lose_no_call_and_keep_the_count(
     gateway, make_agent, fault_agent
 ):
