@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -175,9 +176,7 @@ class LiveDatabase:
         return self.manage("shell", "--no-imports", "-c", code).stdout
 
 
-@pytest.fixture
-def live_db(tmp_path: Path) -> LiveDatabase:
-    path = tmp_path / "gateway.sqlite3"
+def _file_db_env(path: Path) -> dict[str, str]:
     env = {
         **os.environ,
         "DATABASE_URL": f"sqlite:///{path}",
@@ -187,10 +186,28 @@ def live_db(tmp_path: Path) -> LiveDatabase:
         "LOG_LEVEL": "INFO",
     }
     env.pop("DJANGO_SETTINGS_MODULE", None)
-    db = LiveDatabase(env=env)
-    db.manage("migrate", "--no-input")
-    db.python("from agents.models import Agent; Agent.objects.all().delete()")
-    return db
+    return env
+
+
+@pytest.fixture(scope="session")
+def _migrated_file_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One SQLite file migrated by `manage.py migrate`, with the seed's agents deleted; each
+    `live_db` starts from a copy (3 s of migrating per test otherwise). The processes that wrote
+    it have exited, so the WAL is checkpointed into the file and the file alone is the database."""
+    path = tmp_path_factory.mktemp("migrated") / "gateway.sqlite3"
+    template = LiveDatabase(env=_file_db_env(path))
+    template.manage("migrate", "--no-input")
+    template.python("from agents.models import Agent; Agent.objects.all().delete()")
+    leftovers = [p.name for p in path.parent.iterdir() if p != path]
+    assert not leftovers, f"the template database is more than one file: {leftovers}"
+    return path
+
+
+@pytest.fixture
+def live_db(tmp_path: Path, _migrated_file_db: Path) -> LiveDatabase:
+    path = tmp_path / "gateway.sqlite3"
+    shutil.copyfile(_migrated_file_db, path)
+    return LiveDatabase(env=_file_db_env(path))
 
 
 @dataclass
