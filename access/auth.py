@@ -101,7 +101,8 @@ def principal_for(headers: Mapping[str, str], client_ip: str) -> Principal | Non
     key = presented_key(headers)
     if key is None:
         return None
-    entry = key_store.lookup(key)
+    digest = key_digest(key)  # once: the key store and GATEWAY_API_KEY both match on it
+    entry = key_store.lookup(digest)
     if entry is not None:
         key_store.mark_used(entry)
         return Principal(
@@ -111,7 +112,7 @@ def principal_for(headers: Mapping[str, str], client_ip: str) -> Principal | Non
             allowed_agents=entry.allowed_agents,
             allowed_empresas=entry.allowed_empresas,
         )
-    return _env_key_principal(key, default_rpm)
+    return _env_key_principal(digest, default_rpm)
 
 
 @functools.lru_cache(maxsize=4)
@@ -120,9 +121,9 @@ def _env_key_digests(keys: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(key_digest(key) for key in keys)
 
 
-def _env_key_principal(key: str, requests_per_minute: int) -> Principal | None:
-    """Match against GATEWAY_API_KEY; the principal is named by the key's position."""
-    digest = key_digest(key)
+def _env_key_principal(digest: str, requests_per_minute: int) -> Principal | None:
+    """Match a presented key's digest against GATEWAY_API_KEY's; the principal is named by the
+    key's position."""
     found: Principal | None = None
     for index, configured in enumerate(_env_key_digests(gateway_settings.api_keys)):
         if hmac.compare_digest(digest, configured):

@@ -85,10 +85,11 @@ class KeyStore:
             for callback in self.on_change:
                 callback()
 
-    def lookup(self, key: str) -> KeyEntry | None:
-        """The enabled, unexpired entry for `key`. The key is hashed first, so the dictionary
-        lookup's timing depends on the digest, which a caller cannot steer toward a stored one."""
-        entry = self._by_digest.get(key_digest(key))
+    def lookup(self, digest: str) -> KeyEntry | None:
+        """The enabled, unexpired entry for a presented key's `key_digest`. Looking up the
+        digest, not the key, makes the lookup's timing depend on the digest, which a caller
+        cannot steer toward a stored one."""
+        entry = self._by_digest.get(digest)
         if entry is None or not entry.enabled or self.clock() >= entry.expires_at:
             return None
         return entry

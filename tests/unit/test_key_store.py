@@ -12,9 +12,9 @@ def entry(key_id: int = 1, enabled: bool = True) -> KeyEntry:
 def test_lookup_finds_enabled_keys_by_digest_only() -> None:
     store = KeyStore()
     store.apply(1, [(key_digest("gk_one"), entry(1)), (key_digest("gk_off"), entry(2, False))])
-    assert store.lookup("gk_one") == entry(1)
-    assert store.lookup("gk_off") is None
-    assert store.lookup("gk_two") is None
+    assert store.lookup(key_digest("gk_one")) == entry(1)
+    assert store.lookup(key_digest("gk_off")) is None
+    assert store.lookup(key_digest("gk_two")) is None
     assert store.configured
 
 
@@ -22,7 +22,7 @@ def test_an_older_version_never_replaces_a_newer_one() -> None:
     store = KeyStore()
     store.apply(5, [(key_digest("new"), entry(1))])
     store.apply(4, [])
-    assert store.lookup("new") is not None and store.version == 5
+    assert store.lookup(key_digest("new")) is not None and store.version == 5
 
 
 def test_uses_are_written_at_most_once_per_interval_per_key() -> None:
@@ -46,7 +46,7 @@ def test_an_entry_is_refused_from_its_expiry_by_the_clock_alone() -> None:
     )  # fmt: skip
     store.apply(1, [(key_digest("gk_one"), expiring)])
     store.clock = lambda: 999.9
-    assert store.lookup("gk_one") == expiring
+    assert store.lookup(key_digest("gk_one")) == expiring
     store.clock = lambda: 1000.0
-    assert store.lookup("gk_one") is None
+    assert store.lookup(key_digest("gk_one")) is None
     assert store.configured and store.version == 1  # an expired key still exists: auth stays on
