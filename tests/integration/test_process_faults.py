@@ -172,12 +172,14 @@ def _seconds_until_closed(
 def test_a_request_head_that_never_finishes_is_closed_after_header_read_timeout(
     live_db, gateway_process, fault_agent
 ):
-    create_agents(live_db, fault_agent, cita="/slow/0.8")  # slower than the head timeout
+    # cita is slower than the head timeout; rapida answers at once
+    create_agents(live_db, fault_agent, cita="/slow/0.8", rapida="/ok")
     gateway = gateway_process(env={"HEADER_READ_TIMEOUT_S": "0.5"})
+    head = b"POST /api/agent/chat HTTP/1.1\r\nHost: x\r\nX-Slow: "
     with socket.create_connection(("127.0.0.1", gateway.port)) as silent:
         assert 0.4 < _seconds_until_closed(silent) < 2.5
     with socket.create_connection(("127.0.0.1", gateway.port)) as dribbling:
-        dribbling.sendall(b"POST /api/agent/chat HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        dribbling.sendall(head)
         assert 0.3 < _seconds_until_closed(dribbling, dribble=b"a") < 2.5
 
     # A whole request is not cut: neither its agent call (1 s) nor, on a kept-alive connection,
@@ -185,15 +187,32 @@ def test_a_request_head_that_never_finishes_is_closed_after_header_read_timeout(
     with socket.create_connection(("127.0.0.1", gateway.port)) as caller:
         caller.settimeout(5)
         for _ in range(2):
-            payload = json.dumps(chat_body()).encode()
-            caller.sendall(
-                b"POST /api/agent/chat HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                b"Content-Length: %d\r\n\r\n%s" % (len(payload), payload)
-            )
-            answer = _read_response(caller)
-            assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
-            assert b"x-gateway-fallback" not in answer.lower()
+            _answered_on(caller, "cita")
             time.sleep(1.0)  # idle on the kept-alive connection, longer than the head timeout
+        # A later head on a kept-alive connection has its own time: here one begun after the
+        # connection's timer went off between requests...
+        caller.sendall(head)
+        assert 0.3 < _seconds_until_closed(caller, dribble=b"a") < 2.5
+    with socket.create_connection(("127.0.0.1", gateway.port)) as reused:
+        reused.settimeout(5)
+        _answered_on(reused, "rapida")
+        # ... and here one begun while the timer set for the first head is still pending: it
+        # must not be cut when that timer goes off (0.2 s into it), only at its own 0.5 s.
+        time.sleep(0.3)
+        reused.sendall(head)
+        assert 0.4 < _seconds_until_closed(reused, dribble=b"a") < 2.5
+
+
+def _answered_on(sock: socket.socket, modalidad: str) -> None:
+    """One chat request on a kept-alive connection, answered by its agent."""
+    payload = json.dumps(chat_body(config={"modalidad": modalidad})).encode()
+    sock.sendall(
+        b"POST /api/agent/chat HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(payload), payload)
+    )
+    answer = _read_response(sock)
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+    assert b"x-gateway-fallback" not in answer.lower()
 
 
 # -- leak check ----------------------------------------------------------------------------------
