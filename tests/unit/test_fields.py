@@ -176,3 +176,46 @@ def test_id_empresa_comes_from_config_when_absent_at_the_top_level() -> None:
     assert ChatIn.model_validate(body).id_empresa == 7
     body["id_empresa"] = "9"
     assert ChatIn.model_validate(body).id_empresa == 9
+
+
+# Each flexible field through the schema, against its parse function: the schema skips the parse
+# for an int already in range (a bool for a boolean), so the range's edges and the types next to
+# them are here, at the top level and in config.
+_FLEXIBLE = [  # (field, parse function, 400 message, whether None is a 400 in this body)
+    ("session_id", parse_positive_int, messages.BAD_SESSION_ID, True),
+    ("id_empresa", parse_positive_int, messages.BAD_ID_EMPRESA, True),  # none in config either
+    ("config.id_empresa", parse_positive_int, messages.BAD_ID_EMPRESA, True),  # none at the top
+    ("config.slots", parse_int, messages.not_integer("config.slots"), False),
+    ("config.id_chatbot", parse_int, messages.not_integer("config.id_chatbot"), False),
+    ("config.agendar_usuario", parse_bool, messages.not_boolean("config.agendar_usuario"), False),
+]
+_EDGES = [0, 1, -1, 2, 2**63 - 1, 2**63, -(2**63 - 1), -(2**63), 10**30, True, False,
+          1.0, 0.0, -1.0, 2.5, "1", "0", " 7 ", "-3", "true", "x", None, [], {}]  # fmt: skip
+
+
+@pytest.mark.parametrize(("field", "parse", "message", "required"), _FLEXIBLE)
+@pytest.mark.parametrize("raw", _EDGES, ids=repr)
+def test_the_schema_reads_each_flexible_field_as_its_parse_function(
+    field: str, parse: Any, message: str, required: bool, raw: Any
+) -> None:
+    body: dict[str, Any] = {"message": "h", "session_id": 1, "id_empresa": 1, "config": {}}
+    body["config"]["modalidad"] = "x"
+    *parent, name = field.split(".")
+    if parent:
+        if name == "id_empresa":
+            del body["id_empresa"]  # config's id_empresa is read only when the top one is absent
+        body["config"][name] = raw
+    else:
+        body[name] = raw
+    try:
+        expected: Any = None if raw is None else parse(raw)
+    except ValueError:
+        expected = ValueError
+    if expected is ValueError or (expected is None and required):
+        assert detail_of(body) == message
+        return
+    parsed = ChatIn.model_validate(body)
+    value = getattr(parsed.config if parent else parsed, name)
+    if field == "config.id_empresa":
+        value = parsed.id_empresa
+    assert value == expected and type(value) is type(expected)
