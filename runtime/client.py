@@ -8,10 +8,8 @@ The deadline over all attempts lives in runtime/calls.py; the session's timeouts
 """
 
 import asyncio
-import contextlib
 import ssl
 import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import overload
 
@@ -25,6 +23,7 @@ from runtime.errors import (
     AgentBadStatusError,
     AgentConnectionError,
     AgentDecodeError,
+    AgentError,
     AgentResponseTooLargeError,
     AgentTimeoutError,
     NotSentConnectionError,
@@ -52,30 +51,45 @@ class AgentReply:
     url: str | None
 
 
-@contextlib.contextmanager
-def map_agent_errors() -> Iterator[None]:
+class map_agent_errors:  # lower case: used as `with map_agent_errors():`, like a function
     """The one map from aiohttp's and the OS's errors to the AgentError tree. Retryable here
     means "no response byte arrived"; a caller reading a response body treats any connection
-    error as final (AgentClient.post_json)."""
-    try:
-        yield
-    except (aiohttp.ServerTimeoutError, TimeoutError) as exc:
+    error as final (AgentClient.post_json). A class, not a @contextmanager generator: that one's
+    helper, generator and two resumptions ran twice per agent call."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, traceback: object
+    ) -> None:
+        if exc is not None and isinstance(exc, _MAPPED):
+            raise _agent_error(exc) from exc
+
+
+_MAPPED = (aiohttp.ServerTimeoutError, TimeoutError, aiohttp.ClientError, OSError)
+
+
+def _agent_error(exc: BaseException) -> AgentError:
+    """The AgentError for one of the _MAPPED errors; the first matching class decides."""
+    if isinstance(exc, aiohttp.ServerTimeoutError | TimeoutError):
         # A connect timeout too (aiohttp.ConnectionTimeoutError is a ServerTimeoutError): the
         # agent may be slow rather than gone, so it is never retried.
-        raise AgentTimeoutError(_text(exc)) from exc
-    except (aiohttp.ClientConnectorError, aiohttp.ClientConnectionResetError) as exc:
+        return AgentTimeoutError(_text(exc))
+    if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ClientConnectionResetError):
         # Refused or never connected; or "Cannot write to closing transport": a kept-alive
         # connection the agent closed while it sat in the pool, before the request was written.
-        raise NotSentConnectionError(_text(exc)) from exc
-    except aiohttp.ClientConnectionError as exc:
+        return NotSentConnectionError(_text(exc))
+    if isinstance(exc, aiohttp.ClientConnectionError):
         # Reset, or disconnected before answering (ServerDisconnectedError), or an OS error.
         unsent = _unwritable(exc)
-        raise (NotSentConnectionError if unsent else RetryableConnectionError)(_text(exc)) from exc
-    except aiohttp.ClientError as exc:
+        return (NotSentConnectionError if unsent else RetryableConnectionError)(_text(exc))
+    if isinstance(exc, aiohttp.ClientError):
         # Payload and response errors (garbage), an invalid URL, the rest.
-        raise AgentConnectionError(_text(exc)) from exc
-    except OSError as exc:
-        raise RetryableConnectionError(_text(exc)) from exc
+        return AgentConnectionError(_text(exc))
+    return RetryableConnectionError(_text(exc))  # any other OSError
 
 
 def _text(exc: BaseException) -> str:
