@@ -360,6 +360,9 @@ class FaultAgent:
                 await peer_closed
                 return False
             peer_closed.cancel()
+            # Until the watcher has run its cancellation it is still the reader's waiter, and the
+            # next request's read on this kept-alive connection would raise RuntimeError.
+            await asyncio.wait([peer_closed])
             if end == "reset":
                 _reset(writer)
                 return False
