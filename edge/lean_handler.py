@@ -51,6 +51,7 @@ from edge.scope import (
 )
 from gateway_project.conf import gateway_settings
 from observability.context import request_context
+from runtime import deadline_in
 
 logger = logging.getLogger("gateway.http")
 
@@ -107,7 +108,7 @@ class HotPathHandler(ASGIHandler):
         try:
             if declared is not None and declared > limit:
                 raise BodyTooLargeError()
-            async with asyncio.timeout(gateway_settings.body_read_timeout_s):
+            with deadline_in(gateway_settings.body_read_timeout_s):
                 body = await self.read_body_capped(receive, limit)
         except RequestAborted:
             return

@@ -9,6 +9,7 @@ from runtime.agent_runtime import AgentRuntime, TenantRuntime
 from runtime.breaker import OPEN, STATE_VALUES
 from runtime.calls import agent_call
 from runtime.client import AgentClient, AgentReply
+from runtime.deadlines import deadline_at, deadline_in
 from runtime.drain_budget import drain_problems
 from runtime.draining import draining
 from runtime.errors import AgentBadStatusError, AgentBusyError, AgentError
@@ -39,6 +40,8 @@ __all__ = [
     "TlsSpec",
     "agent_call",
     "agent_spec_load",
+    "deadline_at",
+    "deadline_in",
     "drain_problems",
     "draining",
     "egress_proxy",

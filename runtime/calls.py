@@ -18,6 +18,7 @@ from agents.models import RetryOn
 from observability.context import RequestTrace, TraceHeaders
 from runtime.agent_runtime import AgentRuntime, Replica
 from runtime.client import AgentReply
+from runtime.deadlines import deadline_at
 from runtime.errors import (
     AgentBusyError,
     AgentDisabledError,
@@ -135,7 +136,7 @@ async def _attempts(
     last = spec.retries + 1
     tried: list[Replica] = []
     try:
-        async with asyncio.timeout_at(deadline):
+        with deadline_at(deadline):
             for attempt in range(1, last + 1):
                 replica = runtime.pick(session_id, tried)
                 try:

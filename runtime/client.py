@@ -3,8 +3,8 @@ errors become AgentErrors (`map_agent_errors`).
 
 `post_json` makes a single attempt and returns the parsed reply or raises an AgentCallError; for
 a streaming request, an agent's event stream comes back open (runtime/streams.py reads it).
-The deadline over all attempts lives in runtime/calls.py; the session's timeouts bound each phase
-(pool wait and connect, connect, read) so a stuck socket cannot outlive it either.
+The deadline over all attempts lives in runtime/calls.py and bounds every read; the session's
+timeouts bound the phases before it (pool wait and connect, connect), whose errors say so.
 """
 
 import asyncio
@@ -175,12 +175,11 @@ class AgentClient:
             "Accept-Encoding": ", ".join(name for name in _INFLATE_WBITS if name != "x-gzip"),
             "User-Agent": user_agent,
         }
+        # No `sock_read`: a read can never outlast the call's deadline (runtime/calls.py), which
+        # ends within `timeout_s` too, and aiohttp re-arms a loop timer for it on every read
+        # (~13k instructions a call, bench/README.md). A stream's reads wait as long as its own
+        # deadlines allow (runtime/streams.py).
         self._timeout = aiohttp.ClientTimeout(
-            total=None, connect=spec.timeout_s, sock_connect=spec.connect_timeout_s,
-            sock_read=spec.timeout_s,
-        )  # fmt: skip
-        # A stream's reads wait as long as its own deadlines allow (runtime/streams.py).
-        self._stream_timeout = aiohttp.ClientTimeout(
             total=None, connect=spec.timeout_s, sock_connect=spec.connect_timeout_s
         )
         self._max_connections = spec.max_connections
@@ -265,7 +264,7 @@ class AgentClient:
                 data=body,
                 headers=headers,
                 allow_redirects=False,
-                timeout=self._timeout if stream_accept is None else self._stream_timeout,
+                timeout=self._timeout,
             )
         if stream_accept and response.status == 200 and response.content_type == EVENT_STREAM:
             return response  # read by runtime/streams.py

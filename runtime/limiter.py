@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Hashable
 
 from gateway_project.conf import gateway_settings
+from runtime.deadlines import deadline_at
 
 
 class ConcurrencyLimiter:
@@ -72,7 +73,7 @@ class ConcurrencyLimiter:
         entry = (tenant, waiter)
         self._waiters.append(entry)
         try:
-            async with asyncio.timeout_at(deadline):
+            with deadline_at(deadline):
                 await waiter
         except (TimeoutError, asyncio.CancelledError) as exc:
             if waiter.done() and not waiter.cancelled():

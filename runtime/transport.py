@@ -8,8 +8,8 @@ header and response objects, and a second error map) cut the CPU per proxied cal
 ~15 % (bench/README.md, "One agent client").
 
 Timeouts: `connect` bounds the wait for a free connection plus the connect (the agent's
-`timeout_s`), `sock_connect` a TCP connect (`connect_timeout_s`), `sock_read` each read. aiohttp
-has no write timeout; the agent call's overall deadline (runtime/calls.py) bounds a stuck write.
+`timeout_s`), `sock_connect` a TCP connect (`connect_timeout_s`). The agent call's overall
+deadline (runtime/calls.py) bounds stuck reads and writes.
 """
 
 import ssl

@@ -53,6 +53,23 @@ class TestDeadline:
         if path != "/slow/5":  # a sleeping agent notices the hang-up only when it writes
             assert await fault_agent.until(lambda a: a.connections_closed_by_peer == 1, timeout=1)
 
+    async def test_a_short_deadline_is_kept_while_a_long_one_holds_the_shared_timer(
+        self, gateway, make_agent, fault_agent
+    ):
+        """Deadlines share one loop timer (runtime/deadlines.py): a call with a 0.5 s deadline,
+        entered while another agent's 10 s call is pending, still ends at 0.5 s."""
+        make_agent("cita", url=fault_agent.url("/hang"), timeout_s=10)
+        make_agent("pagos", url=fault_agent.url("/stall"), timeout_s=0.5)
+        long_call = asyncio.create_task(timed_post(gateway))
+        try:
+            assert await fault_agent.until(lambda a: a.attempts("/hang") == 1)
+            response, elapsed = await timed_post(gateway, config={"modalidad": "pagos"})
+            assert response.headers["x-gateway-fallback"] == "timeout"
+            assert 0.5 <= elapsed < 0.5 + 0.5
+            assert not long_call.done()
+        finally:
+            long_call.cancel()
+
     async def test_retries_and_backoff_stay_inside_the_deadline(
         self, gateway, make_agent, fault_agent, monkeypatch
     ):
