@@ -5,7 +5,7 @@ from django.contrib import admin
 from django.urls import path
 
 from gateway_project.api import api
-from gateway_project.views import service_info
+from gateway_project.views import api_keys_moved, service_info
 from health.views import health_full, health_live, health_ready, metrics_view
 
 urlpatterns = [
@@ -15,6 +15,8 @@ urlpatterns = [
     path("health/live", health_live, name="health-live"),
     path("health/ready", health_ready, name="health-ready"),
     path("metrics", metrics_view, name="metrics"),
+    path(f"{settings.ADMIN_URL_PATH}agents/apikey/<path:rest>", api_keys_moved),
+    path(f"{settings.ADMIN_URL_PATH}agents/apikey/", api_keys_moved, {"rest": ""}),
     path(settings.ADMIN_URL_PATH, admin.site.urls),
 ]
 

@@ -1,7 +1,7 @@
 """`/` (what this service is) and the JSON 404 and 500 pages Django serves outside the hot paths."""
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect
 
 import gateway_project
 from chat import messages
@@ -27,6 +27,13 @@ async def service_info(request: HttpRequest) -> HttpResponse:
             },
         },
     )
+
+
+def api_keys_moved(request: HttpRequest, rest: str) -> HttpResponse:
+    """API keys moved from the agents app to access with their table (issue 15): a bookmark or
+    link to an old admin page lands on the same page."""
+    moved = request.get_full_path().replace("/agents/apikey/", "/access/apikey/", 1)
+    return HttpResponsePermanentRedirect(moved)
 
 
 def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:

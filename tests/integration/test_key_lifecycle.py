@@ -235,3 +235,18 @@ def test_the_list_shows_expiry_and_last_use_readably(admin_client: Client) -> No
     assert "expired" in rows["old"]["expires_column"]
     assert "expired" not in rows["used"]["expires_column"]
     assert rows["used"]["last_used_column"] not in ("never", "-", "")
+
+
+def test_the_old_admin_addresses_of_keys_lead_to_the_new_ones(admin_client: Client) -> None:
+    """The keys' admin pages moved from agents/apikey/ to access/apikey/ with the model (issue
+    15): a bookmark to the old address lands on the same page, its query kept."""
+    for old, new in (
+        ("/admin/agents/apikey/", "/admin/access/apikey/"),
+        ("/admin/agents/apikey/?q=n8n&o=1", "/admin/access/apikey/?q=n8n&o=1"),
+        ("/admin/agents/apikey/7/change/", "/admin/access/apikey/7/change/"),
+        ("/admin/agents/apikey/add/", "/admin/access/apikey/add/"),
+    ):
+        response = admin_client.get(old)
+        assert (response.status_code, response["Location"]) == (301, new)
+    assert admin_client.get("/admin/access/apikey/?q=n8n").status_code == 200
+    assert admin_client.get("/admin/agents/agent/").status_code == 200  # the rest of the app
