@@ -17,6 +17,7 @@ the drain moves its deadline, which these cannot.
 import asyncio
 import math
 import threading
+import weakref
 from types import TracebackType
 
 # libuv counts time in whole milliseconds, so uvloop may run a timer up to ~1 ms before the loop
@@ -82,7 +83,7 @@ def deadline_in(delay: float) -> Deadline:
 class _LoopTimer:
     """The deadlines entered in one event loop, and its one timer."""
 
-    __slots__ = ("_armed_at", "_handle", "loop", "pending")
+    __slots__ = ("__weakref__", "_armed_at", "_handle", "loop", "pending")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
@@ -124,7 +125,7 @@ class _LoopTimer:
 
 
 class _ThreadTimer(threading.local):
-    timer: _LoopTimer | None = None
+    timer: "weakref.ref[_LoopTimer] | None" = None
 
 
 _current = _ThreadTimer()
@@ -133,8 +134,12 @@ _current = _ThreadTimer()
 def _timer_of(loop: asyncio.AbstractEventLoop) -> _LoopTimer:
     """The loop's timer. A thread runs one loop at a time, so each thread keeps the timer of the
     loop it ran last; a timer replaced (another loop, then this one again) still serves the
-    deadlines entered with it: alternating loops costs timers, never a deadline."""
-    timer = _current.timer
+    deadlines entered with it: alternating loops costs timers, never a deadline. The reference
+    is weak: what keeps a timer is its armed handle and its pending deadlines, so a closed loop's
+    timer, its deadlines and their tasks go with the loop."""
+    held = _current.timer
+    timer = held() if held is not None else None
     if timer is None or timer.loop is not loop:
-        timer = _current.timer = _LoopTimer(loop)
+        timer = _LoopTimer(loop)
+        _current.timer = weakref.ref(timer)
     return timer

@@ -30,10 +30,14 @@ def breaker(key: str = "cita"):
 
 
 def _disconnect_watchers() -> list[asyncio.Task]:
+    """This test's watcher tasks (an earlier test's, on its closed loop, are not its concern)."""
+    loop = asyncio.get_running_loop()
     return [
         task
         for task in gc.get_objects()
-        if isinstance(task, asyncio.Task) and getattr(task.get_coro(), "__name__", "") == "watch"
+        if isinstance(task, asyncio.Task)
+        and task.get_loop() is loop
+        and getattr(task.get_coro(), "__name__", "") == "watch"
     ]
 
 

@@ -2,6 +2,8 @@
 loop and on uvloop, and must end the same way."""
 
 import asyncio
+import gc
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
@@ -188,3 +190,23 @@ def test_a_deadline_needs_a_task() -> None:
         return await refused
 
     assert asyncio.run(main()) == "a deadline is entered inside a task"
+
+
+def test_a_closed_loops_pending_deadlines_go_with_it() -> None:
+    """A loop closed with a task still inside a deadline (a test's, or a worker's at exit): this
+    module must not keep that loop's timer, deadlines or tasks alive afterwards."""
+    loop = asyncio.new_event_loop()
+
+    async def abandoned() -> None:
+        with deadline_in(30):
+            await asyncio.sleep(30)
+
+    task = loop.create_task(abandoned())
+    loop.run_until_complete(asyncio.sleep(0.01))
+    assert not task.done()
+    left = weakref.ref(task)
+    loop.set_exception_handler(lambda *_: None)  # 'Task was destroyed but it is pending'
+    loop.close()
+    del task, loop
+    gc.collect()
+    assert left() is None
