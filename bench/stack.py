@@ -2,12 +2,15 @@
 
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bench import procs
 from bench.stub.nginx import nginx_available, nginx_command
@@ -64,11 +67,18 @@ class Stack:
     workdir: Path
     servers: list[Server] = field(default_factory=list)
     dead: socket.socket | None = None
+    _sigterm: Any = field(default=None, init=False, repr=False)  # the handler before ours
 
     def __enter__(self) -> "Stack":
+        # A bench stopped with SIGTERM (`kill`, `timeout`) stops what it started: the signal
+        # raises SystemExit, so __exit__ runs; by default it would leave the servers running.
+        if threading.current_thread() is threading.main_thread():
+            self._sigterm = signal.signal(signal.SIGTERM, _exit_on_sigterm)
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self._sigterm is not None:
+            signal.signal(signal.SIGTERM, self._sigterm)
         for server in reversed(self.servers):
             procs.stop(server.proc)
             if server.sock is not None:
@@ -192,6 +202,10 @@ class Stack:
     def _add(self, server: Server) -> Server:
         self.servers.append(server)
         return server
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _wait_workers(server: Server, workers: int) -> None:

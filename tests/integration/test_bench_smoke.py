@@ -5,7 +5,10 @@ wrong statuses and socket errors), so a change that breaks a bench scenario fail
 than on the next person's measurement day.
 """
 
+import contextlib
+import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -116,3 +119,30 @@ def test_the_rate_limit_bench_runs():
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert re.search(r"^\| 10,000 \| [\d.]+ \| [\d.]+ \| [\d.]+× \|$", result.stdout, re.M)
+
+
+def test_a_bench_stopped_with_sigterm_stops_the_servers_it_started(tmp_path: Path) -> None:
+    script = (
+        "import time\n"
+        "from pathlib import Path\n"
+        "from bench.stack import Stack\n"
+        f"with Stack(Path({str(tmp_path)!r})) as stack:\n"
+        "    print(stack.start_asyncio_stub().proc.pid, flush=True)\n"
+        "    time.sleep(120)\n"
+    )
+    bench = subprocess.Popen(
+        [sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    assert bench.stdout is not None
+    stub = int(bench.stdout.readline())
+    try:
+        bench.send_signal(signal.SIGTERM)
+        assert bench.wait(timeout=30) == 128 + signal.SIGTERM
+        with pytest.raises(ProcessLookupError):  # stopped and reaped by the bench
+            os.kill(stub, 0)
+    finally:
+        bench.kill()
+        bench.wait()
+        bench.stdout.close()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(stub, signal.SIGKILL)
