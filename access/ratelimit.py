@@ -24,7 +24,7 @@ from limits import RateLimitItem, RateLimitItemPerMinute
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.storage import storage_from_string
 
-from access.sliding_window import SlidingWindowCounters
+from access import sliding_window
 from gateway_project.conf import gateway_settings
 
 logger = logging.getLogger("gateway.ratelimit")
@@ -44,12 +44,13 @@ class RateLimited(Exception):
 
 class RateLimiter:
     def __init__(self) -> None:
-        self._in_process: SlidingWindowCounters | None = None
+        self._in_process: sliding_window.SlidingWindowCounters | None = None
         # The async storages bind to the event loop they are first used on.
         self._loop: asyncio.AbstractEventLoop | None = None
         self._strategy: SlidingWindowCounterRateLimiter | None = None
         self._items: dict[int, RateLimitItem] = {}
         self._degraded_logged_at = -math.inf
+        self._full_logged_at = -math.inf
         self._storage_down_until = -math.inf
 
     def _strategy_for_loop(self) -> SlidingWindowCounterRateLimiter:
@@ -92,7 +93,9 @@ class RateLimiter:
         if counters is None:
             if gateway_settings.rate_limit_storage_uri not in IN_PROCESS_URIS:
                 return False
-            counters = self._in_process = SlidingWindowCounters()
+            counters = self._in_process = sliding_window.SlidingWindowCounters(
+                max_callers=sliding_window.MAX_CALLERS, on_full=self._log_full
+            )
         retry_in = counters.hit(identity, per_minute)
         if retry_in is not None:
             raise RateLimited(max(1, math.ceil(retry_in)))
@@ -117,6 +120,15 @@ class RateLimiter:
             self._log_degraded()
             return
         raise RateLimited(max(1, math.ceil(stats.reset_time - time.time())))
+
+    def _log_full(self) -> None:
+        now = time.monotonic()
+        if now - self._full_logged_at >= _DEGRADED_LOG_INTERVAL_S:
+            self._full_logged_at = now
+            logger.warning(
+                "rate limit counters full; new callers are let through uncounted",
+                extra={"event": "rate_limit_full", "max_callers": sliding_window.MAX_CALLERS},
+            )
 
     def _log_degraded(self) -> None:
         now = time.monotonic()

@@ -8,12 +8,19 @@ an asyncio lock, starts a task, and that task walks every caller's counter, so a
 than the rest of a refused request, and grows with the number of callers (bench/README.md).
 Here a hit is a few arithmetic steps with no await, which is atomic on the event loop, and
 counters of callers gone quiet are dropped once a minute.
+
+At most MAX_CALLERS callers are tracked: a flood from many addresses (an IPv6 range) would
+otherwise grow a worker's memory with every address seen in two minutes. Past the cap a new
+caller is let through uncounted until the next sweep frees room; callers already tracked keep
+their limits. Each address of such a flood is under its limit anyway.
 """
 
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+
+MAX_CALLERS = 100_000  # ~26 MB of counters per worker at most (IPv6 addresses as identities)
 
 
 @dataclass(slots=True)
@@ -24,9 +31,20 @@ class _Counter:
 
 
 class SlidingWindowCounters:
-    def __init__(self, period_s: float = 60.0, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        period_s: float = 60.0,
+        clock: Callable[[], float] = time.time,
+        *,
+        max_callers: int = MAX_CALLERS,
+        on_full: Callable[[], None] | None = None,
+    ) -> None:
+        """`on_full` is called for each caller let through uncounted because the table is
+        full."""
         self.period_s = period_s
         self.clock = clock
+        self.max_callers = max_callers
+        self.on_full = on_full
         self._counters: dict[tuple[str, int], _Counter] = {}
         self._swept_window = -1
 
@@ -40,6 +58,10 @@ class SlidingWindowCounters:
         key = (identity, limit)
         counter = self._counters.get(key)
         if counter is None:
+            if len(self._counters) >= self.max_callers:
+                if self.on_full is not None:
+                    self.on_full()
+                return None
             counter = self._counters[key] = _Counter(window)
         elif counter.window != window:
             counter.previous = counter.current if counter.window == window - 1 else 0

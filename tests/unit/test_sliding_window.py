@@ -1,3 +1,4 @@
+import logging
 import random
 import time
 
@@ -6,6 +7,8 @@ from limits import RateLimitItemPerMinute
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.storage import storage_from_string
 
+from access import sliding_window
+from access.ratelimit import RateLimiter
 from access.sliding_window import SlidingWindowCounters
 
 
@@ -63,3 +66,34 @@ def test_callers_gone_quiet_are_forgotten() -> None:
     clock.now += 60
     counters.hit("ip:0", 5)
     assert len(counters) == 1
+
+
+def test_past_the_cap_new_callers_pass_uncounted_and_tracked_ones_keep_their_limit() -> None:
+    """A flood from many addresses cannot grow the table past `max_callers`."""
+    clock = Clock(60_000.0)
+    full: list[None] = []
+    counters = SlidingWindowCounters(clock=clock, max_callers=3, on_full=lambda: full.append(None))
+    for caller in ("a", "b", "c"):
+        assert counters.hit(caller, 1) is None
+    assert counters.hit("a", 1) is not None  # tracked: still limited
+    assert [counters.hit("d", 1) for _ in range(3)] == [
+        None,
+        None,
+        None,
+    ]  # over its limit, uncounted
+    assert (len(counters), len(full)) == (3, 3)
+    clock.now += 120  # two windows later the sweep frees the quiet callers' room
+    assert counters.hit("d", 1) is None
+    assert counters.hit("d", 1) is not None  # counted again
+    assert len(counters) == 1
+
+
+def test_the_gateway_logs_a_full_table_once_a_minute(monkeypatch, caplog) -> None:
+    monkeypatch.setattr(sliding_window, "MAX_CALLERS", 2)
+    limiter = RateLimiter()
+    with caplog.at_level(logging.WARNING, logger="gateway.ratelimit"):
+        assert all(limiter.check_nowait(f"ip:{caller}", 1) for caller in range(5))
+    full = [
+        record for record in caplog.records if getattr(record, "event", "") == "rate_limit_full"
+    ]
+    assert len(full) == 1 and full[0].max_callers == 2
