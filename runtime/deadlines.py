@@ -5,8 +5,8 @@ asyncio.timeout arms a loop timer on entry and cancels it on exit; under uvloop 
 instructions a use, 3 % of a proxied call (bench/README.md, "Issue 15: deadlines on one timer").
 Here entering a deadline puts it in its loop's set and leaving takes it out. The loop has one
 timer, armed for the earliest deadline when none earlier is armed; when it fires it cancels the
-tasks whose deadlines have passed and re-arms for the earliest left. Calls that end before
-their deadline, nearly all of them, never touch the timer.
+tasks whose deadlines have passed and re-arms for the earliest left. Under steady traffic it is
+armed about once per timeout period, whatever the number of calls.
 
 An overdue task is cancelled and its block raises TimeoutError, exactly as with asyncio.timeout:
 unless the task was also cancelled for another reason meanwhile, in which case the
@@ -19,10 +19,6 @@ import math
 import threading
 import weakref
 from types import TracebackType
-
-# libuv counts time in whole milliseconds, so uvloop may run a timer up to ~1 ms before the loop
-# time it was armed for (asyncio.timeout's timer too): a deadline that close is due.
-_RESOLUTION_S = 0.001
 
 
 class Deadline:
@@ -109,8 +105,10 @@ class _LoopTimer:
         """One pass over the pending deadlines: cheap while few are reached (a pass per
         `timeout` under steady traffic); when most calls time out, each expiry costs a pass over
         the calls in flight."""
+        # The deadline the timer was armed for is due even if the loop ran it early (libuv
+        # counts whole milliseconds), as asyncio.timeout's own timer would be; others wait.
+        due = max(self.loop.time(), self._armed_at)
         self._handle, self._armed_at = None, math.inf
-        due = self.loop.time() + _RESOLUTION_S
         overdue, earliest = [], math.inf
         for deadline in self.pending:
             if deadline.when <= due:
