@@ -24,12 +24,12 @@ from limits import RateLimitItem, RateLimitItemPerMinute
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.storage import storage_from_string
 
-from access import sliding_window
+from access.sliding_window import SlidingWindowCounters
 from gateway_project.conf import gateway_settings
 
 logger = logging.getLogger("gateway.ratelimit")
 
-_DEGRADED_LOG_INTERVAL_S = 60.0
+_WARN_INTERVAL_S = 60.0
 STORAGE_RETRY_S = 2.0
 _NAMESPACE = "chat"
 IN_PROCESS_URIS = frozenset({"async+memory://", "memory://"})
@@ -44,13 +44,12 @@ class RateLimited(Exception):
 
 class RateLimiter:
     def __init__(self) -> None:
-        self._in_process: sliding_window.SlidingWindowCounters | None = None
+        self._in_process: SlidingWindowCounters | None = None
         # The async storages bind to the event loop they are first used on.
         self._loop: asyncio.AbstractEventLoop | None = None
         self._strategy: SlidingWindowCounterRateLimiter | None = None
         self._items: dict[int, RateLimitItem] = {}
-        self._degraded_logged_at = -math.inf
-        self._full_logged_at = -math.inf
+        self._warned_at: dict[str, float] = {}  # event -> when last logged (monotonic)
         self._storage_down_until = -math.inf
 
     def _strategy_for_loop(self) -> SlidingWindowCounterRateLimiter:
@@ -93,9 +92,7 @@ class RateLimiter:
         if counters is None:
             if gateway_settings.rate_limit_storage_uri not in IN_PROCESS_URIS:
                 return False
-            counters = self._in_process = sliding_window.SlidingWindowCounters(
-                max_callers=sliding_window.MAX_CALLERS, on_full=self._log_full
-            )
+            counters = self._in_process = SlidingWindowCounters(on_full=self._log_full)
         retry_in = counters.hit(identity, per_minute)
         if retry_in is not None:
             raise RateLimited(max(1, math.ceil(retry_in)))
@@ -117,28 +114,27 @@ class RateLimiter:
             stats = await strategy.get_window_stats(item, identity)
         except Exception:
             self._storage_down_until = time.monotonic() + STORAGE_RETRY_S
-            self._log_degraded()
+            self._warn_once_a_minute(
+                "rate_limit_degraded", "rate limit storage unreachable; allowing requests", True
+            )
             return
         raise RateLimited(max(1, math.ceil(stats.reset_time - time.time())))
 
     def _log_full(self) -> None:
-        now = time.monotonic()
-        if now - self._full_logged_at >= _DEGRADED_LOG_INTERVAL_S:
-            self._full_logged_at = now
-            logger.warning(
-                "rate limit counters full; new callers are let through uncounted",
-                extra={"event": "rate_limit_full", "max_callers": sliding_window.MAX_CALLERS},
-            )
+        assert self._in_process is not None
+        self._warn_once_a_minute(
+            "rate_limit_full",
+            "rate limit counters full; new callers are let through uncounted",
+            max_callers=self._in_process.max_callers,
+        )
 
-    def _log_degraded(self) -> None:
+    def _warn_once_a_minute(
+        self, event: str, message: str, exc_info: bool = False, **fields: object
+    ) -> None:
         now = time.monotonic()
-        if now - self._degraded_logged_at >= _DEGRADED_LOG_INTERVAL_S:
-            self._degraded_logged_at = now
-            logger.warning(
-                "rate limit storage unreachable; allowing requests",
-                exc_info=True,
-                extra={"event": "rate_limit_degraded"},
-            )
+        if now - self._warned_at.get(event, -math.inf) >= _WARN_INTERVAL_S:
+            self._warned_at[event] = now
+            logger.warning(message, exc_info=exc_info, extra={"event": event, **fields})
 
     def reset(self) -> None:
         """Forget every counter and the storage (tests: a new budget, or a new storage URI)."""

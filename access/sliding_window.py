@@ -36,14 +36,14 @@ class SlidingWindowCounters:
         period_s: float = 60.0,
         clock: Callable[[], float] = time.time,
         *,
-        max_callers: int = MAX_CALLERS,
+        max_callers: int | None = None,
         on_full: Callable[[], None] | None = None,
     ) -> None:
-        """`on_full` is called for each caller let through uncounted because the table is
-        full."""
+        """`max_callers`: MAX_CALLERS unless given. `on_full` is called for each caller let
+        through uncounted because the table is full."""
         self.period_s = period_s
         self.clock = clock
-        self.max_callers = max_callers
+        self.max_callers = MAX_CALLERS if max_callers is None else max_callers
         self.on_full = on_full
         self._counters: dict[tuple[str, int], _Counter] = {}
         self._swept_window = -1

@@ -132,7 +132,7 @@ class _PeakRss:
             self._stop.wait(0.1)
 
 
-def compare(bench: Bench, stub: Server, targets: list[Server], round_: int = 0) -> None:
+def compare(bench: Bench, stub: Server, targets: list[Server], round_: int) -> None:
     """The agent at once (1, 16 and 64 concurrent) and in 50 ms (64 concurrent): direct, then
     the gateway and the refs, in reverse order every other round: at one connection the first
     target after the stub read a few per cent dearer than in the same round's A B B A quartet."""

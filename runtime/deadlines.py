@@ -58,9 +58,6 @@ class Deadline:
         if self._task.uncancel() <= self._cancelling and exc_type is asyncio.CancelledError:
             raise TimeoutError from exc
 
-    def expired(self) -> bool:
-        return self._expired
-
     def _expire(self) -> None:
         self._expired = True
         self._task.cancel()
