@@ -69,7 +69,8 @@ class TestDeadline:
             assert await fault_agent.until(lambda a: a.attempts("/hang") == 1)
             response, elapsed = await timed_post(gateway, config={"modalidad": "pagos"})
             assert response.headers["x-gateway-fallback"] == "timeout"
-            assert 0.5 <= elapsed < 0.5 + 0.5
+            # Not early; and long before the 10 s deadline that held the timer first.
+            assert 0.5 <= elapsed < 5
             assert not long_call.done()
         finally:
             long_call.cancel()
