@@ -1,12 +1,15 @@
 """runtime/streams.py cuts an agent's event stream into whole events, bytes untouched, whatever
-line ends the agent uses and however its bytes are split into reads."""
+line ends the agent uses and however its bytes are split into reads; and ends it in time for
+the drain."""
 
 import asyncio
+import time
 
 import pytest
 
+from runtime.draining import draining
 from runtime.errors import AgentDecodeError, AgentResponseTooLargeError
-from runtime.streams import AgentStream
+from runtime.streams import AgentStream, _drain_deadline
 
 
 class FakeContent:
@@ -85,3 +88,18 @@ async def test_a_compressed_stream_is_refused():
     with pytest.raises(AgentDecodeError):
         await stream.start(idle_s=5, max_s=60)
     assert response.closed
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("began_ago", "left"), [(0.0, 2.0), (0.5, 1.5), (5.0, 0.0)])
+async def test_the_drain_ends_a_stream_a_second_before_uvicorns_limit(settings, began_ago, left):
+    """GATEWAY_DRAIN_S is uvicorn's graceful-shutdown budget, counted from when the drain began;
+    a stream gets its error event 1 s before it (STREAM_DRAIN_MARGIN_S), never in the past.
+    The live drain: tests/integration/test_streaming.py."""
+    settings.GATEWAY_DRAIN_S = 3
+    loop = asyncio.get_running_loop()
+    draining.began_at = time.monotonic() - began_ago
+    try:
+        assert _drain_deadline() - loop.time() == pytest.approx(left, abs=0.01)
+    finally:
+        draining.began_at = None
