@@ -1,8 +1,10 @@
-"""The URL map: `/`, the NinjaAPI under /api, health and metrics, the admin."""
+"""The URL map: `/`, the NinjaAPI under /api, health and metrics, the admin (and its moved pages)."""
+
+import re
 
 from django.conf import settings
 from django.contrib import admin
-from django.urls import path
+from django.urls import path, re_path
 
 from gateway_project.api import api
 from gateway_project.views import api_keys_moved, service_info
@@ -15,8 +17,7 @@ urlpatterns = [
     path("health/live", health_live, name="health-live"),
     path("health/ready", health_ready, name="health-ready"),
     path("metrics", metrics_view, name="metrics"),
-    path(f"{settings.ADMIN_URL_PATH}agents/apikey/<path:rest>", api_keys_moved),
-    path(f"{settings.ADMIN_URL_PATH}agents/apikey/", api_keys_moved, {"rest": ""}),
+    re_path(rf"^{re.escape(settings.ADMIN_URL_PATH)}agents/apikey/", api_keys_moved),
     path(settings.ADMIN_URL_PATH, admin.site.urls),
 ]
 

@@ -1,4 +1,5 @@
-"""`/` (what this service is) and the JSON 404 and 500 pages Django serves outside the hot paths."""
+"""`/` (what this service is), the JSON 404 and 500 pages Django serves outside the hot paths, and
+the redirect from the API keys' old admin pages."""
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect
@@ -29,7 +30,7 @@ async def service_info(request: HttpRequest) -> HttpResponse:
     )
 
 
-def api_keys_moved(request: HttpRequest, rest: str) -> HttpResponse:
+def api_keys_moved(request: HttpRequest) -> HttpResponse:
     """API keys moved from the agents app to access with their table (issue 15): a bookmark or
     link to an old admin page lands on the same page."""
     moved = request.get_full_path().replace("/agents/apikey/", "/access/apikey/", 1)
